@@ -1,0 +1,21 @@
+"""Adversarial attacks on pixel-space segmentation models (one attack per module).
+
+All attacks follow the contract in :mod:`attacks.base`: float RGB images in [0, 255], ε in the same
+units, ``attack(model, images, labels=None, target=None, mask=None) -> adversarial images``.
+"""
+from .base import ATTACKS, Attack, arnab_num_steps, attack_class, least_likely, pixel_cross_entropy
+from .fgsm import FGSM
+from .fgsm_ll import FGSMLeastLikely
+from .ifgsm import IterativeFGSM
+from .ifgsm_ll import IterativeFGSMLeastLikely
+
+__all__ = ['ATTACKS', 'Attack', 'arnab_num_steps', 'attack_class', 'least_likely',
+           'pixel_cross_entropy', 'FGSM', 'FGSMLeastLikely', 'IterativeFGSM',
+           'IterativeFGSMLeastLikely', 'build_attack']
+
+
+def build_attack(spec: dict, epsilon: float) -> Attack:
+    """Build an attack from a suite entry such as ``dict(type='ifgsm', alpha=1)`` and an ε."""
+    spec = dict(spec)
+    name = spec.pop('type')
+    return attack_class(name)(epsilon=epsilon, **spec)

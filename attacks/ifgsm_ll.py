@@ -1,0 +1,41 @@
+"""Iterative FGSM II: iterative least-likely-class attack (Kurakin et al. 2017,
+https://arxiv.org/abs/1607.02533).
+
+Arnab et al. 2018 (https://arxiv.org/abs/1711.09856), eq. 6: the target ``y_ll`` is the least likely
+class of the *current* iterate, recomputed at every step::
+
+    x_{t+1} = clip_{x, ε}( x_t − α · sign(∇ L(f(x_t), y_ll(x_t))) )      (and clip to [0, 255])
+
+with α = 1 and ``n = min(ε + 4, ⌈1.25 ε⌉)`` steps by default.
+"""
+from __future__ import annotations
+
+from .base import least_likely, register_attack
+from .ifgsm import IterativeFGSM
+
+
+@register_attack
+class IterativeFGSMLeastLikely(IterativeFGSM):
+    """Targeted iterative L∞ attack towards the least-likely class, recomputed every step.
+
+    Args:
+        epsilon: L∞ radius in 0–255 pixel units.
+        alpha: Step size in pixel units. Default 1.
+        num_steps: Number of steps. Default ``min(ε + 4, ⌈1.25 ε⌉)``.
+
+    A ``target`` passed to ``__call__`` replaces the least-likely maps with that fixed target.
+    Targeted success is measured against the least-likely map of the clean image.
+    """
+
+    name = 'ifgsm_ll'
+    aliases = ('i-fgsm-ll', 'iterative_fgsm_ii', 'ifgsm2', 'ifgsm_ii')
+    targeted = True
+    display_name = 'Iterative FGSM II'
+
+    def reference_target(self, clean, labels=None):
+        return self._mask_ignored(clean.least_likely, labels)
+
+    def step_target(self, logits, labels, target):
+        if target is None:
+            target = least_likely(logits, labels)
+        return target, -1.0

@@ -1,0 +1,27 @@
+"""User-facing errors.
+
+A :class:`BenchmarkError` is a mistake in what the user asked for (an unknown model, a bad ε, a
+missing dataset, a checkpoint that does not fit). Command-line tools print its message as one
+paragraph, without a traceback, and exit with status 2. Everything already stored stays stored:
+errors are raised before a cell starts or abort only the cell being computed.
+"""
+
+
+class BenchmarkError(Exception):
+    """A problem with the user's input, with a message saying what was wrong and what was expected."""
+
+
+class ConfigError(BenchmarkError):
+    """A suite, model config or attack specification is invalid."""
+
+
+class DatasetError(BenchmarkError):
+    """A dataset directory is missing or does not have the expected layout."""
+
+
+class CheckpointError(BenchmarkError):
+    """A checkpoint cannot be loaded into the model it was given for."""
+
+
+class ResultsError(BenchmarkError):
+    """A stored result record is unreadable or does not satisfy the schema."""

@@ -1,0 +1,1 @@
+"""Leaderboard: renders tables and figures from result records only (no model code)."""

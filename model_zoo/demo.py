@@ -1,0 +1,115 @@
+"""Demo models: small versions of zoo architectures trained on the built-in synthetic data.
+
+``train_demo_model`` trains one zoo entry with mmengine's ``Runner`` (the standard mmseg training
+loop: the entry's config names dataset, pipeline and schedule), keeps only the weights
+(``state_dict``, loadable with ``weights_only=True``), evaluates clean mIoU on the val split through
+the benchmark's own pixel-space path, and returns what the metafile records. ``tools/train_demo_zoo.py``
+runs it for every demo entry and rewrites their ``sha256``, ``parameters`` and ``results`` fields.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Dict, Iterable, Optional
+
+import torch
+
+from .builder import REPO_ROOT, build_segmentor, load_config, sanitize_model_cfg, sha256_file
+from .zoo import ModelEntry
+
+logger = logging.getLogger(__name__)
+
+#: the synthetic dataset every demo model is trained on (must match benchmark/suites/demo.py)
+DEMO_DATASET = dict(type='synthetic_cityscapes', seed=0)
+
+
+def demo_dataset_root(progress: bool = True) -> Path:
+    from benchmark.datasets.synthetic import ensure_synthetic_cityscapes
+    params = {k: v for k, v in DEMO_DATASET.items() if k != 'type'}
+    return ensure_synthetic_cityscapes(progress=progress, **params)
+
+
+def count_parameters(model: torch.nn.Module, inference_only: bool = True) -> int:
+    """Parameters used at inference (auxiliary heads excluded when ``inference_only``)."""
+    return sum(p.numel() for n, p in model.named_parameters()
+               if not (inference_only and n.startswith('auxiliary_head')))
+
+
+def train_demo_model(entry: ModelEntry, work_dir: Optional[Path] = None, max_iters: Optional[int] = None,
+                     seed: int = 0, progress: bool = True) -> Dict[str, object]:
+    """Train one demo entry and write its weights to ``entry.weights``.
+
+    Returns:
+        Dict with ``weights``, ``sha256``, ``parameters``, ``miou`` (clean, val split, in [0, 1])
+        and ``train_seconds``.
+    """
+    import time
+
+    from mmengine.runner import Runner
+    root = demo_dataset_root(progress)
+    cfg = load_config(entry.config)
+    cfg.model = sanitize_model_cfg(cfg.model.to_dict())
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader]['dataset']['data_root'] = str(root)
+    if max_iters is not None:
+        cfg.train_cfg.max_iters = max_iters
+        cfg.train_cfg.val_interval = max_iters
+        cfg.default_hooks.checkpoint.interval = max_iters
+        for sched in cfg.param_scheduler:
+            sched['end'] = min(sched['end'], max_iters) if sched['type'] != 'PolyLR' else max_iters
+    cfg.randomness = dict(seed=seed, deterministic=False)
+    cfg.default_hooks.pop('visualization', None)
+    tmp = None
+    if work_dir is None:
+        tmp = tempfile.mkdtemp(prefix=f'train_{entry.name}_')
+        work_dir = Path(tmp)
+    cfg.work_dir = str(work_dir)
+    t0 = time.time()
+    try:
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+        state = {k: v.detach().clone() for k, v in runner.model.state_dict().items()}
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    seconds = time.time() - t0
+    out = Path(entry.weights)
+    if not out.is_absolute():
+        out = REPO_ROOT / out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, out)
+    miou = evaluate_clean_miou(entry.config, out)
+    segmentor = build_segmentor(entry.config)
+    return {'weights': str(out.relative_to(REPO_ROOT)) if out.is_relative_to(REPO_ROOT) else str(out),
+            'sha256': sha256_file(out), 'parameters': count_parameters(segmentor),
+            'miou': miou, 'train_seconds': round(seconds, 1)}
+
+
+def evaluate_clean_miou(config, weights, batch_size: int = 8) -> float:
+    """Clean mIoU on the synthetic val split through the benchmark's pixel-space path."""
+    import numpy as np
+
+    from benchmark import metrics
+    from benchmark.datasets.builder import build_eval_dataset
+
+    from .builder import build_pixel_model
+    dataset = build_eval_dataset(dict(DEMO_DATASET, split='val'))
+    model, _ = build_pixel_model(config, str(weights), num_classes=dataset.num_classes)
+    conf = np.zeros((dataset.num_classes,) * 2, dtype=np.int64)
+    for images, labels, _ in dataset.batches(batch_size):
+        pred = model.predict_labels(images).numpy()
+        conf += metrics.batch_confusion_matrices(labels.numpy(), pred, dataset.num_classes).sum(0)
+    return metrics.mean_iou(conf)
+
+
+def missing_demo_weights(entries: Iterable[ModelEntry]):
+    """Demo entries whose weight file is absent."""
+    out = []
+    for e in entries:
+        if e.demo and e.weights and '://' not in e.weights:
+            p = Path(e.weights)
+            if not (p if p.is_absolute() else REPO_ROOT / p).is_file():
+                out.append(e)
+    return out

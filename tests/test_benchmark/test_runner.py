@@ -1,0 +1,138 @@
+"""Runner end to end on the tiny synthetic dataset: records, resume, force, leaderboard."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark import metrics
+from benchmark.errors import ResultsError
+from benchmark.runner import Runner
+from benchmark.store import ResultStore
+from benchmark.suite import load_suite
+
+
+def make_suite(synthetic_root, tiny_config, tiny_checkpoint, **overrides):
+    suite = dict(
+        suite_name='tiny',
+        dataset=dict(type='synthetic_cityscapes', root=str(synthetic_root), seed=0, num_train=2,
+                     num_val=4, size=(64, 32)),
+        models=[dict(name='tiny_fcn', config=str(tiny_config), checkpoint=str(tiny_checkpoint))],
+        attacks=[dict(type='fgsm'), dict(type='ifgsm_ll')],
+        epsilons=[1, 4],
+        batch_size=3,
+    )
+    suite.update(overrides)
+    return load_suite(suite)
+
+
+def comparable(record):
+    """A record without the fields that legitimately differ between runs (time, host)."""
+    record = dict(record)
+    record.pop('provenance')
+    record['attack_stats'] = {k: v for k, v in record['attack_stats'].items()}
+    return record
+
+
+@pytest.fixture
+def suite(synthetic_root, tiny_config, tiny_checkpoint):
+    return make_suite(synthetic_root, tiny_config, tiny_checkpoint)
+
+
+def test_end_to_end_records_and_leaderboard(suite, tmp_path, tiny_config, tiny_checkpoint):
+    outcomes = Runner(suite, tmp_path / 'results', progress=False).run()
+    assert [o.status for o in outcomes] == ['computed'] * 5
+    store = ResultStore(tmp_path / 'results')
+    records = {rec['key']['attack'] + str(rec['key']['epsilon']): (p, rec) for p, rec in store.iter_records()}
+    assert set(records) == {'clean0.0', 'fgsm1.0', 'fgsm4.0', 'ifgsm_ll1.0', 'ifgsm_ll4.0'}
+
+    # clean record equals an independent evaluation of the same model on the same images
+    from benchmark.datasets.builder import build_eval_dataset
+    from model_zoo.builder import build_pixel_model
+    model, _ = build_pixel_model(tiny_config, str(tiny_checkpoint))
+    dataset = build_eval_dataset(suite.dataset)
+    conf = np.zeros((19, 19), dtype=np.int64)
+    for images, labels, _ in dataset.batches(4):
+        conf += metrics.confusion_matrix(labels.numpy(), model.predict_labels(images).numpy(), 19)
+    path, clean = records['clean0.0']
+    np.testing.assert_array_equal(np.array(clean['confusion']['vs_ground_truth']), conf)
+    assert clean['num_images'] == 4 and clean['metrics']['miou'] == pytest.approx(metrics.mean_iou(conf))
+
+    for name, (path, rec) in records.items():
+        per_image = store.read_per_image(path, rec)
+        assert per_image['vs_ground_truth'].shape == (4, 19, 19)
+        np.testing.assert_array_equal(per_image['vs_ground_truth'].sum(0), rec['confusion']['vs_ground_truth'])
+        if name != 'clean0.0':
+            assert rec['attack_stats']['linf_max'] <= rec['key']['epsilon'] + 1e-4
+            assert rec['attack_stats']['gradient_images'] == 4 * rec['attack_stats']['gradient_passes_per_image']
+            assert rec['provenance']['checkpoint_sha256'] is not None
+        assert (rec['confusion']['vs_target'] is not None) == name.startswith('ifgsm_ll')
+    assert records['ifgsm_ll4.0'][1]['attack_stats']['gradient_passes_per_image'] == 5
+
+    from leaderboard.report import load_results, make_leaderboard
+    written = make_leaderboard(tmp_path / 'results', tmp_path / 'board')
+    readme = (tmp_path / 'board' / 'README.md').read_text()
+    assert 'tiny_fcn' in readme and 'Iterative FGSM II' in readme
+    assert (tmp_path / 'board' / 'tiny_iou_ratio.png').stat().st_size > 1000
+    df = load_results(tmp_path / 'results')
+    row = df[(df.attack == 'fgsm') & (df.epsilon == 4)].iloc[0]
+    assert row.iou_ratio == pytest.approx(row.miou / clean['metrics']['miou'])
+    table = written['tables'][('tiny', suite.dataset_key)]
+    assert table.loc[0, 'FGSM ε=8'] != table.loc[0, 'FGSM ε=8']   # NaN: ε=8 not in this grid
+    assert table.loc[0, 'FGSM mean'] == pytest.approx(df[df.attack == 'fgsm'].iou_ratio.mean())
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(suite, tmp_path, monkeypatch):
+    Runner(suite, tmp_path / 'a', progress=False).run()
+
+    calls = {'n': 0}
+    original = Runner._run_cell
+
+    def flaky(self, *args, **kwargs):
+        calls['n'] += 1
+        if calls['n'] == 3:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Runner, '_run_cell', flaky)
+    with pytest.raises(KeyboardInterrupt):
+        Runner(suite, tmp_path / 'b', progress=False).run()
+    assert len(list((tmp_path / 'b').rglob('*.json'))) == 3      # clean + 2 cells survived
+    assert not list((tmp_path / 'b').rglob('.*.tmp'))             # no half-written files
+    monkeypatch.setattr(Runner, '_run_cell', original)
+    outcomes = Runner(suite, tmp_path / 'b', progress=False).run()
+    assert [o.status for o in outcomes].count('computed') == 2
+
+    a = {p.name: comparable(json.loads(p.read_text())) for p in (tmp_path / 'a').rglob('*.json')}
+    b = {p.name: comparable(json.loads(p.read_text())) for p in (tmp_path / 'b').rglob('*.json')}
+    assert a == b
+
+    # a complete run again computes nothing and rewrites nothing
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / 'b').rglob('*.json')}
+    outcomes = Runner(suite, tmp_path / 'b', progress=False).run()
+    assert all(o.status == 'stored' for o in outcomes)
+    assert mtimes == {p: p.stat().st_mtime_ns for p in (tmp_path / 'b').rglob('*.json')}
+
+
+def test_force_recomputes(suite, tmp_path):
+    Runner(suite, tmp_path, progress=False).run()
+    outcomes = Runner(suite, tmp_path, progress=False, force=True).run()
+    assert all(o.status == 'computed' for o in outcomes)
+
+
+def test_different_image_list_is_refused(synthetic_root, tiny_config, tiny_checkpoint, tmp_path):
+    suite = make_suite(synthetic_root, tiny_config, tiny_checkpoint, attacks=['fgsm'], epsilons=[1])
+    Runner(suite, tmp_path, progress=False).run()
+    record = next(tmp_path.rglob('clean_*.json'))
+    data = json.loads(record.read_text())
+    data['dataset']['image_ids_sha256'] = '0' * 64
+    record.write_text(json.dumps(data))
+    with pytest.raises(ResultsError, match='different image list'):
+        Runner(suite, tmp_path, progress=False).run()
+
+
+def test_ground_truth_labels_change_cell_identity(synthetic_root, tiny_config, tiny_checkpoint, tmp_path):
+    a = make_suite(synthetic_root, tiny_config, tiny_checkpoint, attacks=['fgsm'], epsilons=[1])
+    b = make_suite(synthetic_root, tiny_config, tiny_checkpoint, attacks=['fgsm'], epsilons=[1],
+                   label_source='ground_truth')
+    assert {k.cell_id for k in a.cells('m')}.isdisjoint({k.cell_id for k in b.cells('m')})

@@ -1,0 +1,65 @@
+"""Leaderboard: a pure function of records; numbers recomputed and checked."""
+import numpy as np
+import pytest
+
+from benchmark.cells import CellKey
+from benchmark.errors import ResultsError
+from benchmark.store import ResultStore, make_record
+from leaderboard.report import load_results, make_leaderboard, summary_table
+
+PROV = {'packages': {}, 'git_sha': None, 'seed': 0, 'config_hash': 'x', 'wall_time_s': 0.0,
+        'created': '2026-01-01T00:00:00+00:00', 'device': 'cpu'}
+STATS = {'gradient_passes_per_image': 1, 'forward_images': 1, 'gradient_images': 1}
+
+
+def put(store, model, attack, eps, correct):
+    """Two classes, 100 pixels: `correct` of 50 pixels of each class right → IoU computable by hand."""
+    conf = np.array([[correct, 50 - correct], [50 - correct, correct]])
+    key = CellKey('s', 'd', model, attack, {}, eps)
+    store.write(make_record(key, dataset={'name': 'd', 'split': 'val', 'image_ids_sha256': 'a' * 64},
+                            class_names=['x', 'y'], conf_gt=conf, conf_clean=None, conf_target=None,
+                            num_images=1, attack_stats=STATS, provenance=PROV))
+
+
+@pytest.fixture
+def results(tmp_path):
+    store = ResultStore(tmp_path / 'results')
+    for model, clean, adv in [('robust', 50, (40, 30)), ('fragile', 45, (10, 5))]:
+        put(store, model, 'clean', 0, clean)
+        for eps, c in zip((4, 8), adv):
+            put(store, model, 'fgsm', eps, c)
+    return tmp_path / 'results'
+
+
+def test_iou_ratio_and_ranking(results):
+    df = load_results(results)
+    iou = lambda c: c / (100 - c)   # noqa: E731  per class: c / (50 + 50 - c)
+    row = df[(df.model == 'robust') & (df.epsilon == 8)].iloc[0]
+    assert row.miou == pytest.approx(iou(30)) and row.clean_miou == pytest.approx(iou(50))
+    assert row.iou_ratio == pytest.approx(iou(30) / iou(50))
+    table = summary_table(df)
+    assert list(table.model) == ['robust', 'fragile']
+    assert table.loc[1, 'FGSM ε=8'] == pytest.approx(iou(5) / iou(45))
+    assert table.loc[1, 'FGSM mean'] == pytest.approx((iou(10) + iou(5)) / 2 / iou(45))
+
+
+def test_render(results, tmp_path):
+    written = make_leaderboard(results, tmp_path / 'out')
+    text = written['readme'].read_text()
+    assert '| 1 | robust |' in text and '| 2 | fragile |' in text
+    assert (tmp_path / 'out' / 's_iou_ratio.png').is_file() and (tmp_path / 'out' / 's.csv').is_file()
+
+
+def test_edited_metric_is_caught(results):
+    import json
+    path = next(results.rglob('fgsm_eps8_*.json'))
+    rec = json.loads(path.read_text())
+    rec['metrics']['miou'] = 0.99
+    path.write_text(json.dumps(rec))
+    with pytest.raises(ResultsError, match='corrupt'):
+        load_results(results)
+
+
+def test_no_results(tmp_path):
+    with pytest.raises(ResultsError, match='no result records'):
+        make_leaderboard(tmp_path / 'empty', tmp_path / 'out')

@@ -1,0 +1,72 @@
+#!/usr/bin/env python
+"""Run a benchmark suite, store one result record per cell, then render the leaderboard.
+
+Example (the main job on the built-in data, ~5 minutes on a 2-core CPU):
+
+    python tools/run_benchmark.py benchmark/suites/demo.py
+
+Cells already stored are skipped (an interrupted run resumes); ``--force`` recomputes them.
+"""
+from __future__ import annotations
+
+import argparse
+
+from _cli import REPO_ROOT, main_guard, setup_logging
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('suite', help='suite config file, e.g. benchmark/suites/demo.py')
+    p.add_argument('--results-dir', default=str(REPO_ROOT / 'results'), help='where records are stored')
+    p.add_argument('--leaderboard-dir', default=str(REPO_ROOT / 'leaderboard'),
+                   help='where the leaderboard is rendered')
+    p.add_argument('--no-leaderboard', action='store_true', help='do not render the leaderboard')
+    p.add_argument('--force', action='store_true', help='recompute cells that are already stored')
+    p.add_argument('--models', nargs='+', help='only these models of the suite')
+    p.add_argument('--num-images', type=int, help='override the number of dataset images')
+    p.add_argument('--batch-size', type=int, help='override the suite batch size')
+    p.add_argument('--device', default='cpu', help='torch device (default: cpu)')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    p.add_argument('-v', '--verbose', action='store_true')
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    import logging
+
+    from benchmark.runner import Runner
+    from benchmark.suite import load_suite
+    overrides = {}
+    if args.batch_size is not None:
+        overrides['batch_size'] = args.batch_size
+    suite = load_suite(args.suite, overrides)
+    if args.num_images is not None:
+        suite.dataset['num_images'] = args.num_images
+    from benchmark.errors import CheckpointError
+    from model_zoo.demo import missing_demo_weights
+    missing = missing_demo_weights(suite.models)
+    if missing:
+        raise CheckpointError(
+            f'demo weights are missing for {", ".join(e.name for e in missing)} ({missing[0].weights}). '
+            'They are committed to the repository; restore them with git checkout, or retrain them with '
+            'python tools/train_demo_zoo.py (about 4 minutes per model on 2 CPU cores).')
+    outcomes = Runner(suite, args.results_dir, force=args.force, models=args.models,
+                      progress=not args.no_progress, device=args.device).run()
+    computed = sum(o.status == 'computed' for o in outcomes)
+    log = logging.getLogger('run_benchmark')
+    log.info('%d cells computed, %d already stored, records under %s', computed,
+             len(outcomes) - computed, args.results_dir)
+    if not args.no_leaderboard:
+        from leaderboard.report import make_leaderboard
+        written = make_leaderboard(args.results_dir, args.leaderboard_dir)
+        log.info('leaderboard: %s', written['readme'])
+        for (suite_name, dataset), table in written['tables'].items():
+            if suite_name == suite.name:
+                print(f'\n{suite_name} ({dataset}), IoU ratio in %:')
+                print(table.to_string(index=False, float_format=lambda v: f'{100 * v:.1f}'))
+
+
+if __name__ == '__main__':
+    main_guard(main)
