@@ -92,7 +92,9 @@ def build_segmentor(config) -> nn.Module:
     if 'model' not in cfg:
         raise ConfigError(f'config {getattr(cfg, "filename", "")} has no `model` entry; '
                           'expected an mmseg model config')
-    model_cfg = sanitize_model_cfg(cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else cfg.model)
+    from mmengine.config import ConfigDict
+    # ConfigDict, not dict: mmseg reads e.g. ``test_cfg.mode`` as attributes
+    model_cfg = ConfigDict(sanitize_model_cfg(cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else cfg.model))
     try:
         with DefaultScope.overwrite_default_scope('mmseg'):
             model = MODELS.build(model_cfg)

@@ -53,14 +53,19 @@ def train_demo_model(entry: ModelEntry, work_dir: Optional[Path] = None, max_ite
     cfg.model = sanitize_model_cfg(cfg.model.to_dict())
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader]['dataset']['data_root'] = str(root)
-    if max_iters is not None:
+    if max_iters is not None:  # shorten the schedule, keeping its shape (warm-up fraction etc.)
+        scale = max_iters / cfg.train_cfg.max_iters
         cfg.train_cfg.max_iters = max_iters
         cfg.train_cfg.val_interval = max_iters
         cfg.default_hooks.checkpoint.interval = max_iters
         for sched in cfg.param_scheduler:
-            sched['end'] = min(sched['end'], max_iters) if sched['type'] != 'PolyLR' else max_iters
+            sched['begin'] = int(round(sched.get('begin', 0) * scale))
+            sched['end'] = max(sched['begin'] + 1, int(round(sched['end'] * scale)))
     cfg.randomness = dict(seed=seed, deterministic=False)
     cfg.default_hooks.pop('visualization', None)
+    # mmengine keeps one global visualizer per name: a fresh name per run lets one process train
+    # several models (the second run would otherwise write into the first run's work_dir)
+    cfg.visualizer = dict(cfg.get('visualizer', {}), name=f'visualizer_{entry.name}_{time.time_ns()}')
     tmp = None
     if work_dir is None:
         tmp = tempfile.mkdtemp(prefix=f'train_{entry.name}_')

@@ -26,6 +26,7 @@ def parse_args(argv=None):
     p.add_argument('--num-images', type=int, help='override the number of dataset images')
     p.add_argument('--batch-size', type=int, help='override the suite batch size')
     p.add_argument('--device', default='cpu', help='torch device (default: cpu)')
+    p.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s choice, one per core)')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     p.add_argument('-v', '--verbose', action='store_true')
     return p.parse_args(argv)
@@ -36,6 +37,9 @@ def main(argv=None):
     setup_logging(args.verbose)
     import logging
 
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     from benchmark.runner import Runner
     from benchmark.suite import load_suite
     overrides = {}

@@ -26,8 +26,6 @@ if ! $PY -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" 
     echo "[setup] building mmcv==$MMCV_VERSION with ops (first time: ~15 minutes)"
     "${PIP[@]}" install "setuptools<70" ninja psutil wheel
     MMCV_WITH_OPS=1 "${PIP[@]}" install --no-build-isolation "mmcv==$MMCV_VERSION"
-    # mmcv's build needs setuptools<70; torch itself declares setuptools>=77: restore it.
-    "${PIP[@]}" install -q "setuptools>=77"
 fi
 
 "${PIP[@]}" install -q -r requirements.txt

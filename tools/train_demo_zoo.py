@@ -24,9 +24,13 @@ def update_metafile(updates):
     text = METAFILE.read_text()
     header = ''.join(line + '\n' for line in text.splitlines() if line.startswith('#'))
     data = yaml.safe_load(text)
+    weights_of = {item['name']: item.get('weights') for item in data['models']}
+    by_weights = {weights_of[name]: u for name, u in updates.items()}
     for item in data['models']:
-        if item['name'] in updates:
-            u = updates[item['name']]
+        # entries that share a weight file (e.g. one model evaluated at several test scales)
+        # get the same sha256 and results
+        u = updates.get(item['name']) or by_weights.get(item.get('weights'))
+        if u is not None:
             item['sha256'] = u['sha256']
             item['parameters'] = u['parameters']
             item['results'] = {'clean_miou_val': round(float(u['miou']), 4),

@@ -145,7 +145,10 @@ def build_eval_dataset(spec: dict) -> EvalDataset:
             params = {k: spec.pop(k) for k in ('seed', 'num_train', 'num_val') if k in spec}
             if 'size' in spec:
                 params['size'] = tuple(spec.pop('size'))
-            data_root = ensure_synthetic_cityscapes(spec.pop('root', None), **params)
+            try:
+                data_root = ensure_synthetic_cityscapes(spec.pop('root', None), **params)
+            except (ValueError, FileExistsError) as e:
+                raise DatasetError(f'built-in synthetic dataset: {e}') from None
             resize = spec.pop('resize', None)
         else:
             if 'data_root' not in spec:

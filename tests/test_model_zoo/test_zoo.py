@@ -1,0 +1,40 @@
+"""The metafile: every entry is well formed, its config exists, committed weights match their sha256."""
+from pathlib import Path
+
+import pytest
+
+from model_zoo.builder import REPO_ROOT, sha256_file
+from model_zoo.zoo import load_metafile, resolve_model
+
+ZOO = load_metafile()
+
+
+def test_entries_are_complete():
+    assert len(ZOO) >= 3
+    for entry in ZOO.values():
+        assert entry.architecture and entry.config and entry.paper and entry.license, entry.name
+        assert entry.num_classes in (19, 21), entry.name
+        if entry.demo:
+            assert entry.dataset == 'synthetic_cityscapes' and entry.weights, entry.name
+
+
+@pytest.mark.parametrize('name', sorted(ZOO))
+def test_config_file_exists(name):
+    config = ZOO[name].config
+    assert (REPO_ROOT / config).is_file() or Path(config).is_file(), config
+
+
+@pytest.mark.parametrize('name', sorted(n for n, e in ZOO.items() if e.demo))
+def test_committed_demo_weights_match_metafile(name):
+    entry = ZOO[name]
+    path = REPO_ROOT / entry.weights
+    if not path.is_file():
+        pytest.skip(f'{name}: demo weights not trained yet ({entry.weights})')
+    assert entry.sha256 and sha256_file(path) == entry.sha256
+    assert path.stat().st_size < 5 * 2 ** 20      # small enough to commit
+    assert entry.results.get('clean_miou_val', 0) >= 0.5
+
+
+def test_user_model_dict():
+    entry = resolve_model(dict(name='mine', config='a.py', checkpoint='b.pth', sha256='0' * 64))
+    assert entry.weights == 'b.pth' and not entry.demo
