@@ -3,15 +3,22 @@
 All attacks follow the contract in :mod:`attacks.base`: float RGB images in [0, 255], ε in the same
 units, ``attack(model, images, labels=None, target=None, mask=None) -> adversarial images``.
 """
+from . import targets
 from .base import ATTACKS, Attack, arnab_num_steps, attack_class, least_likely, pixel_cross_entropy
+from .cospgd import CosPGD
 from .fgsm import FGSM
 from .fgsm_ll import FGSMLeastLikely
 from .ifgsm import IterativeFGSM
 from .ifgsm_ll import IterativeFGSMLeastLikely
+from .mifgsm import MIFGSM
+from .pgd import PGD
+from .segpgd import SegPGD
+from .targeted import TargetedIterativeFGSM
 
 __all__ = ['ATTACKS', 'Attack', 'arnab_num_steps', 'attack_class', 'least_likely',
-           'pixel_cross_entropy', 'FGSM', 'FGSMLeastLikely', 'IterativeFGSM',
-           'IterativeFGSMLeastLikely', 'build_attack']
+           'pixel_cross_entropy', 'targets', 'FGSM', 'FGSMLeastLikely', 'IterativeFGSM',
+           'IterativeFGSMLeastLikely', 'PGD', 'MIFGSM', 'SegPGD', 'CosPGD',
+           'TargetedIterativeFGSM', 'build_attack']
 
 
 def build_attack(spec: dict, epsilon: float) -> Attack:

@@ -94,6 +94,12 @@ class Attack:
     name: ClassVar[str] = ''
     aliases: ClassVar[tuple] = ()
     targeted: ClassVar[bool] = False
+    #: untargeted by default, but ``__call__`` also accepts an optional ``target`` (e.g. PGD);
+    #: the runner still scores such attacks as untargeted, since ``targeted`` stays False
+    accepts_target: ClassVar[bool] = False
+    #: the attack cannot choose its own target: the caller must pass a target map (suites
+    #: cannot describe target maps yet, so such attacks are refused there)
+    needs_target_map: ClassVar[bool] = False
     #: a short label for tables and plots (the papers' names)
     display_name: ClassVar[str] = ''
 
@@ -123,7 +129,7 @@ class Attack:
                 labels = model(images).argmax(dim=1)
         labels = self._check_map(labels, images, 'labels')
         if target is not None:
-            if not self.targeted:
+            if not (self.targeted or self.accepts_target):
                 raise ValueError(f'{self.name} is untargeted and takes no target')
             target = self._check_map(target, images, 'target')
         if mask is not None:

@@ -197,8 +197,8 @@ class Runner:
                 adv_pred = model.predict_labels(adv).cpu().numpy()
             gt_m.append(metrics.batch_confusion_matrices(labels.numpy(), adv_pred, num_classes))
             clean_m.append(metrics.batch_confusion_matrices(clean_pred.numpy(), adv_pred, num_classes))
-            if attack.targeted:
-                target = attack.reference_target(CleanMapsView(clean_pred, ll), ref)
+            target = attack.reference_target(CleanMapsView(clean_pred, ll), ref) if attack.targeted else None
+            if target is not None:
                 target_m.append(metrics.batch_confusion_matrices(target.numpy(), adv_pred, num_classes))
             offset += n
             if bar is not None:

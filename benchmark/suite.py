@@ -148,6 +148,10 @@ def load_suite(source: Union[str, Path, dict], overrides: Optional[Dict[str, Any
         except KeyError as e:
             raise ConfigError(f'{where}: {e.args[0]}') from None
         spec['type'] = cls.name
+        if cls.needs_target_map:
+            raise ConfigError(f'{where}: attack {cls.name} needs a target map per image (static or '
+                              'hide-class target), which suites cannot describe yet; call it from '
+                              'Python with attack(model, images, target=...)')
         if 'epsilon' in spec:
             raise ConfigError(f'{where}: attack {cls.name} sets epsilon; put ε values in `epsilons`')
         try:  # construct once per ε now, so bad hyper-parameters fail before any work

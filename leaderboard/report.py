@@ -27,7 +27,8 @@ from benchmark.errors import ResultsError
 from benchmark.store import ResultStore
 
 ATTACK_LABELS = {'fgsm': 'FGSM', 'fgsm_ll': 'FGSM II', 'ifgsm': 'Iterative FGSM',
-                 'ifgsm_ll': 'Iterative FGSM II'}
+                 'ifgsm_ll': 'Iterative FGSM II', 'pgd': 'PGD', 'mifgsm': 'MI-FGSM', 'segpgd': 'SegPGD',
+                 'cospgd': 'CosPGD'}
 REFERENCE_EPSILON = 8.0
 
 

@@ -62,3 +62,13 @@ def test_missing_dataset_directory_prints_layout(tmp_path):
         build_eval_dataset(dict(type='voc', data_root=str(tmp_path / 'voc')))
     with pytest.raises(DatasetError, match='unknown dataset type'):
         build_eval_dataset(dict(type='kitti'))
+
+
+def test_attack_needing_a_target_map_is_refused():
+    with pytest.raises(ConfigError, match='needs a target map'):
+        load_suite(base(attacks=['targeted_ifgsm']))
+
+
+def test_new_attacks_expand_into_cells():
+    suite = load_suite(base(attacks=['pgd', 'mifgsm', 'segpgd', 'cospgd'], epsilons=[8]))
+    assert [k.attack for k in suite.cells('m')] == ['clean', 'pgd', 'mifgsm', 'segpgd', 'cospgd']
