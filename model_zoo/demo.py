@@ -48,6 +48,8 @@ def train_demo_model(entry: ModelEntry, work_dir: Optional[Path] = None, max_ite
     import time
 
     from mmengine.runner import Runner
+
+    from . import models  # noqa: F401  (registers this project's architectures for the Runner)
     root = demo_dataset_root(progress)
     cfg = load_config(entry.config)
     cfg.model = sanitize_model_cfg(cfg.model.to_dict())

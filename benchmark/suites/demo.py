@@ -10,6 +10,7 @@ dataset = dict(type='synthetic_cityscapes', split='val', seed=0, num_images=16)
 models = [
     'fcn_r18-w16_synthcity',
     'pspnet_r18-w16_synthcity',
+    'deeplabv2-aspp_r18-w16_synthcity',
 ]
 attacks = [
     dict(type='fgsm'),

@@ -11,3 +11,6 @@ load_from = None
 resume = False
 randomness = dict(seed=0, deterministic=False)
 tta_model = None
+# Register this project's architectures (model_zoo/models) when mmengine's Runner or mmseg's
+# tools/train.py builds a config that inherits this file.
+custom_imports = dict(imports=['model_zoo.models'], allow_failed_imports=False)
