@@ -56,6 +56,20 @@ class ToySegmenter(nn.Module):
         return self.conv2(torch.tanh(self.conv1(x)))
 
 
+class CountingModel(nn.Module):
+    """Wraps a model and counts the forward passes that will be back-propagated to the input."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.grad_calls = 0
+
+    def forward(self, x):
+        if torch.is_grad_enabled() and x.requires_grad:
+            self.grad_calls += 1
+        return self.model(x)
+
+
 @pytest.fixture
 def toy_model():
     return ToySegmenter()

@@ -6,20 +6,7 @@ against ``x ± ε`` and the loss weights are built from explicit pixel sets / on
 """
 import torch
 import torch.nn.functional as F
-
-
-class CountingModel(torch.nn.Module):
-    """Wraps a model and counts the forward passes that will be back-propagated to the input."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-        self.grad_calls = 0
-
-    def forward(self, x):
-        if torch.is_grad_enabled() and x.requires_grad:
-            self.grad_calls += 1
-        return self.model(x)
+from conftest import CountingModel  # noqa: F401  (re-exported for test modules)
 
 
 def _clip(adv, x, eps):

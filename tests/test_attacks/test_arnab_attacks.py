@@ -7,21 +7,10 @@ from attacks import (FGSM, FGSMLeastLikely, IterativeFGSM, IterativeFGSMLeastLik
                      arnab_num_steps, attack_class, build_attack)
 
 from .reference import ref_fgsm, ref_fgsm_ll, ref_ifgsm
+from conftest import CountingModel
 
 ALL = [FGSM, FGSMLeastLikely, IterativeFGSM, IterativeFGSMLeastLikely]
 EPSILONS = [0.25, 0.5, 1, 2, 4, 8, 16, 32]
-
-
-class CountingModel(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-        self.grad_calls = 0
-
-    def forward(self, x):
-        if torch.is_grad_enabled() and x.requires_grad:
-            self.grad_calls += 1
-        return self.model(x)
 
 
 @pytest.mark.parametrize('eps,steps', [(0.25, 1), (0.5, 1), (1, 2), (2, 3), (4, 5), (8, 10),

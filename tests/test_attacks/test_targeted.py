@@ -9,18 +9,7 @@ from attacks import attack_class, build_attack
 from attacks.base import arnab_num_steps
 from attacks.targeted import METZEN_HIDING_OMEGA, TargetedIterativeFGSM, metzen_loss, metzen_pixel_weights
 from attacks.targets import hidden_class_mask, hide_class_target, static_target
-
-
-class CountingModel(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-        self.grad_calls = 0
-
-    def forward(self, x):
-        if torch.is_grad_enabled() and x.requires_grad:
-            self.grad_calls += 1
-        return self.model(x)
+from conftest import CountingModel
 
 
 def _logits(probs):
