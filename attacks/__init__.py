@@ -4,21 +4,26 @@ All attacks follow the contract in :mod:`attacks.base`: float RGB images in [0, 
 units, ``attack(model, images, labels=None, target=None, mask=None) -> adversarial images``.
 """
 from . import targets
-from .base import ATTACKS, Attack, arnab_num_steps, attack_class, least_likely, pixel_cross_entropy
+from .base import (ATTACKS, Attack, AttackResult, arnab_num_steps, attack_class, least_likely,
+                   pixel_cross_entropy)
 from .cospgd import CosPGD
+from .ensemble import WorstCaseEnsemble
 from .fgsm import FGSM
 from .fgsm_ll import FGSMLeastLikely
+from .generative import GenerativePerturbation
 from .ifgsm import IterativeFGSM
 from .ifgsm_ll import IterativeFGSMLeastLikely
 from .mifgsm import MIFGSM
 from .pgd import PGD
 from .segpgd import SegPGD
+from .square import SquareAttack
 from .targeted import TargetedIterativeFGSM
+from .universal import UniversalPerturbation
 
 __all__ = ['ATTACKS', 'Attack', 'arnab_num_steps', 'attack_class', 'least_likely',
            'pixel_cross_entropy', 'targets', 'FGSM', 'FGSMLeastLikely', 'IterativeFGSM',
            'IterativeFGSMLeastLikely', 'PGD', 'MIFGSM', 'SegPGD', 'CosPGD',
-           'TargetedIterativeFGSM', 'build_attack']
+           'TargetedIterativeFGSM', 'SquareAttack', 'WorstCaseEnsemble', 'UniversalPerturbation', 'GenerativePerturbation', 'AttackResult', 'build_attack']
 
 
 def build_attack(spec: dict, epsilon: float) -> Attack:

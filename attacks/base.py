@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Callable, ClassVar, Dict, Optional, Type
+from typing import Callable, ClassVar, Dict, NamedTuple, Optional, Type
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,18 @@ PIXEL_MIN = 0.0
 PIXEL_MAX = 255.0
 
 ATTACKS: Dict[str, Type['Attack']] = {}
+
+
+class AttackResult(NamedTuple):
+    """What :meth:`Attack.run` returns: the adversarial images and per-image statistics.
+
+    ``info`` maps a statistic's name to an ``(N,)`` tensor, e.g. ``{'queries': ...}`` for a
+    score-based attack (model evaluations spent on each image) or ``{'chosen': ...}`` for an
+    ensemble (index of the member attack kept for each image). Empty for most attacks.
+    """
+
+    adv: torch.Tensor
+    info: Dict[str, torch.Tensor]
 
 
 def register_attack(cls: Type['Attack']) -> Type['Attack']:
@@ -123,6 +135,12 @@ class Attack:
     def __call__(self, model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
                  labels: Optional[torch.Tensor] = None, target: Optional[torch.Tensor] = None,
                  mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.run(model, images, labels=labels, target=target, mask=mask).adv
+
+    def run(self, model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+            labels: Optional[torch.Tensor] = None, target: Optional[torch.Tensor] = None,
+            mask: Optional[torch.Tensor] = None) -> AttackResult:
+        """Like ``__call__``, but also returns the attack's per-image statistics (``info``)."""
         images = self._check_images(images)
         if labels is None:
             with torch.no_grad():
@@ -135,11 +153,16 @@ class Attack:
         if mask is not None:
             mask = self._check_mask(mask, images)
         with torch.enable_grad():
-            adv = self.perturb(model, images, labels, target, mask)
-        return adv.detach()
+            out = self.perturb(model, images, labels, target, mask)
+        adv, info = (out.adv, dict(out.info)) if isinstance(out, AttackResult) else (out, {})
+        return AttackResult(adv.detach(), info)
 
-    def perturb(self, model, images, labels, target, mask) -> torch.Tensor:  # pragma: no cover
-        """The algorithm, with validated arguments (labels always given)."""
+    def perturb(self, model, images, labels, target, mask):  # pragma: no cover
+        """The algorithm, with validated arguments (labels always given).
+
+        Returns the adversarial images, or an :class:`AttackResult` when the attack has per-image
+        statistics to report.
+        """
         raise NotImplementedError
 
     def reference_target(self, clean, labels: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:

@@ -29,8 +29,8 @@ from . import metrics
 from .cells import CellKey, canonical_json
 from .errors import ResultsError
 from .provenance import git_state, hostname, now_iso, package_versions
-from .store import ResultStore, make_record
-from .suite import Suite, load_suite
+from .store import ResultStore, make_record, sha256_file
+from .suite import EVAL, FIT, Suite, load_suite
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,11 @@ class CellOutcome:
 class CleanMaps:
     """Per-image outputs on clean inputs, computed once per model."""
 
-    pred: List[np.ndarray]            # (H, W) int16 clean predictions
-    least_likely: List[np.ndarray]    # (H, W) int16 least-likely classes
+    pred: List[np.ndarray]            # (H, W) uint8 (int16 beyond 254 classes) clean predictions
+    least_likely: List[np.ndarray]    # (H, W) least-likely classes
+    vs_ground_truth: Optional[np.ndarray] = None   # (N, C, C) per-image clean confusion matrices
+    forward_images: int = 0
+    wall_time: float = 0.0
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -74,7 +77,7 @@ class Runner:
     Args:
         suite: A :class:`Suite` or a path to a suite file.
         results_dir: Root of the result records.
-        force: Recompute cells that are already stored.
+        force: Recompute cells that are already stored (and refit stored attack artifacts).
         models: Restrict to these model names.
         progress: Show a progress bar.
         device: Torch device.
@@ -103,18 +106,17 @@ class Runner:
     def run(self) -> List[CellOutcome]:
         """Run every pending cell; returns one outcome per cell of the selected models."""
         from .datasets.builder import build_eval_dataset
-        dataset = build_eval_dataset(self.suite.dataset)
-        dataset_info = {'name': dataset.name, 'split': dataset.split, 'root': dataset.root,
-                        'image_ids_sha256': dataset.image_ids_sha256()}
+        datasets = {EVAL: _DatasetRun(build_eval_dataset(self.suite.dataset))}
+        if self.suite.fit_dataset is not None:
+            datasets[FIT] = _DatasetRun(build_eval_dataset(self.suite.fit_dataset))
         outcomes: List[CellOutcome] = []
-        attack_grid = self.suite.attack_instances()
         for entry in self.entries:
-            keys = self.suite.cells(entry.name)
+            cells = self.suite.cell_plans(entry.name)
             pending = []
-            for key in keys:
+            for role, key, plan in cells:
                 if self.store.exists(key) and not self.force:
                     record = self.store.read(key)
-                    if record['dataset']['image_ids_sha256'] != dataset_info['image_ids_sha256']:
+                    if record['dataset']['image_ids_sha256'] != datasets[role].info['image_ids_sha256']:
                         raise ResultsError(
                             f'{self.store.record_path(key)} was computed on a different image list '
                             'than this suite now selects. Use --force to recompute, or another '
@@ -122,67 +124,98 @@ class Runner:
                     outcomes.append(CellOutcome(key, self.store.record_path(key), 'stored',
                                                 record['metrics']['miou']))
                 else:
-                    pending.append(key)
+                    pending.append((role, key, plan))
             if not pending:
-                logger.info('%s: all %d cells stored', entry.name, len(keys))
+                logger.info('%s: all %d cells stored', entry.name, len(cells))
                 continue
-            outcomes.extend(self._run_model(entry, dataset, dataset_info, keys, pending, attack_grid))
+            outcomes.extend(self._run_model(entry, datasets, pending))
         return outcomes
 
     # -----------------------------------------------------------------------------------------
-    def _run_model(self, entry, dataset, dataset_info, keys, pending, attack_grid):
+    def _run_model(self, entry, datasets, pending):
         from model_zoo.zoo import build_zoo_model
-        model, ckpt_sha = build_zoo_model(entry, num_classes=dataset.num_classes)
+        num_classes = datasets[EVAL].dataset.num_classes
+        model, ckpt_sha = build_zoo_model(entry, num_classes=num_classes)
         model = model.to(self.device)
-        num_classes = dataset.num_classes
-        bs = self.suite.batch_size
-        pending_ids = {k.cell_id for k in pending}
-        attacks_by_id = {}
-        for key, (spec, eps, attack) in zip(keys[1:], attack_grid):
-            attacks_by_id[key.cell_id] = (spec, attack)
-        total = len(dataset) * (1 + len(pending_ids - {keys[0].cell_id}))   # clean pass + attack cells
-        bar = _progress(total, entry.name, self.progress)
+        ctx = _ModelContext(entry, model, ckpt_sha)
         outcomes = []
-        try:
-            # clean pass: once per image
-            t0 = time.time()
-            fwd0 = model.forward_images
-            clean = CleanMaps([], [])
-            per_image_gt = []
-            with torch.no_grad():
-                for images, labels, _ in dataset.batches(bs):
-                    logits = model(images.to(self.device))
-                    pred = logits.argmax(1).cpu().numpy()
-                    clean.pred.extend(pred.astype(np.int16))
-                    clean.least_likely.extend(logits.argmin(1).cpu().numpy().astype(np.int16))
-                    per_image_gt.append(metrics.batch_confusion_matrices(labels.numpy(), pred, num_classes))
-                    if bar is not None:
-                        bar.update(len(images))
-            if keys[0].cell_id in pending_ids:
-                gt = np.concatenate(per_image_gt)
-                stats = {'gradient_passes_per_image': 0, 'forward_images': model.forward_images - fwd0,
-                         'gradient_images': 0, 'linf_max': 0.0}
-                outcomes.append(self._write(keys[0], entry, None, dataset, dataset_info, gt, None, None,
-                                            stats, time.time() - t0, ckpt_sha))
-            for key in keys[1:]:
-                if key.cell_id not in pending_ids:
-                    continue
-                spec, attack = attacks_by_id[key.cell_id]
+        # attacks fitted on the training split are fitted (or loaded) before any cell applies them
+        fit_plans = _unique_plans(p for _, _, p in pending if p is not None and p.requires_fit)
+        if fit_plans:
+            self._fit_attacks(ctx, datasets[FIT], fit_plans)
+        for role in (EVAL, FIT):
+            cells = [(k, p) for r, k, p in pending if r == role]
+            if cells:
+                outcomes += self._run_cells(ctx, datasets[role], cells)
+        return outcomes
+
+    def _clean_maps(self, ctx, data: '_DatasetRun', bar) -> 'CleanMaps':
+        """Clean prediction of every image of ``data`` (computed once per model and dataset)."""
+        if id(data) in ctx.clean:
+            return ctx.clean[id(data)]
+        model, num_classes = ctx.model, data.dataset.num_classes
+        t0, fwd0 = time.time(), model.forward_images
+        clean = CleanMaps([], [])
+        per_image_gt = []
+        dtype = np.uint8 if num_classes < 255 else np.int16
+        with torch.no_grad():
+            for images, labels, _ in data.dataset.batches(self.suite.batch_size):
+                logits = model(images.to(self.device))
+                pred = logits.argmax(1).cpu().numpy()
+                clean.pred.extend(pred.astype(dtype))
+                clean.least_likely.extend(logits.argmin(1).cpu().numpy().astype(dtype))
+                per_image_gt.append(metrics.batch_confusion_matrices(labels.numpy(), pred, num_classes))
                 if bar is not None:
-                    bar.set_description(f'{entry.name} {attack.name} ε={key.epsilon:g}')
-                outcomes.append(self._run_cell(key, entry, spec, attack, model, dataset, dataset_info,
-                                               clean, ckpt_sha, bar))
+                    bar.update(len(images))
+        clean.vs_ground_truth = np.concatenate(per_image_gt)
+        clean.forward_images = model.forward_images - fwd0
+        clean.wall_time = time.time() - t0
+        ctx.clean[id(data)] = clean
+        return clean
+
+    def _run_cells(self, ctx, data, cells):
+        """The clean cell and every pending attack cell of one dataset."""
+        attack_cells = [(k, p) for k, p in cells if p is not None]
+        clean_key = next((k for k, p in cells if p is None), None)
+        outcomes = []
+        total = len(data.dataset) * ((id(data) not in ctx.clean) + len(attack_cells))
+        bar = _progress(total, ctx.entry.name, self.progress)
+        try:
+            clean = self._clean_maps(ctx, data, bar)
+            if clean_key is not None:
+                stats = {'gradient_passes_per_image': 0, 'forward_images': clean.forward_images,
+                         'gradient_images': 0, 'linf_max': 0.0}
+                outcomes.append(self._write(clean_key, ctx, None, data, clean.vs_ground_truth, None, None,
+                                            stats, clean.wall_time))
+            for key, plan in attack_cells:
+                if bar is not None:
+                    bar.set_description(f'{ctx.entry.name} {plan.attack.name} ε={key.epsilon:g}')
+                outcomes.append(self._run_cell(key, ctx, plan, data, clean, bar))
         finally:
             if bar is not None:
                 bar.close()
         return outcomes
 
-    def _run_cell(self, key, entry, spec, attack, model, dataset, dataset_info, clean, ckpt_sha, bar):
+    def _reference_and_target(self, ctx, plan, labels, clean_pred):
+        """Labels the attack is given, the target map passed to it, and the perturbation mask."""
+        ref = labels if self.suite.label_source == 'ground_truth' else clean_pred
+        target = mask = None
+        posthoc = False
+        if plan.target is not None:
+            builder = ctx.target_builder(plan, self.suite)
+            target = builder.target(clean_pred)
+            mask = builder.mask(clean_pred)
+            posthoc = builder.posthoc
+        return ref, target, mask, posthoc
+
+    def _run_cell(self, key, ctx, plan, data, clean, bar):
+        model, attack, dataset = ctx.model, plan.attack, data.dataset
         num_classes = dataset.num_classes
         torch.manual_seed(self.suite.seed)
         t0 = time.time()
         fwd0, grad0 = model.forward_images, model.gradient_images
         gt_m, clean_m, target_m = [], [], []
+        info_all: Dict[str, List[np.ndarray]] = {}
         linf = 0.0
         offset = 0
         for images, labels, _ in dataset.batches(self.suite.batch_size):
@@ -190,16 +223,25 @@ class Runner:
             images = images.to(self.device)
             clean_pred = torch.from_numpy(np.stack(clean.pred[offset:offset + n]).astype(np.int64))
             ll = torch.from_numpy(np.stack(clean.least_likely[offset:offset + n]).astype(np.int64))
-            ref = labels if self.suite.label_source == 'ground_truth' else clean_pred
-            adv = attack(model, images, labels=ref.to(self.device))
+            ref, target, mask, posthoc = self._reference_and_target(ctx, plan, labels, clean_pred)
+            mask = None if mask is None else mask.to(self.device)
+            result = attack.run(model, images, labels=ref.to(self.device),
+                                target=None if target is None else target.to(self.device),
+                                mask=None if posthoc else mask)
+            adv = result.adv
+            if posthoc:   # Fischer et al.: the finished perturbation, kept on the masked pixels only
+                adv = images + (adv - images) * mask[:, None].to(adv.dtype)
+            for name, values in result.info.items():
+                info_all.setdefault(name, []).append(np.asarray(values.detach().cpu()))
             linf = max(linf, float((adv - images).abs().max()))
             with torch.no_grad():
                 adv_pred = model.predict_labels(adv).cpu().numpy()
             gt_m.append(metrics.batch_confusion_matrices(labels.numpy(), adv_pred, num_classes))
             clean_m.append(metrics.batch_confusion_matrices(clean_pred.numpy(), adv_pred, num_classes))
-            target = attack.reference_target(CleanMapsView(clean_pred, ll), ref) if attack.targeted else None
+            if target is None and attack.targeted:
+                target = attack.reference_target(CleanMapsView(clean_pred, ll), ref)
             if target is not None:
-                target_m.append(metrics.batch_confusion_matrices(target.numpy(), adv_pred, num_classes))
+                target_m.append(metrics.batch_confusion_matrices(target.cpu().numpy(), adv_pred, num_classes))
             offset += n
             if bar is not None:
                 bar.update(n)
@@ -209,25 +251,132 @@ class Runner:
         stats = {'gradient_passes_per_image': attack.gradient_passes(),
                  'forward_images': model.forward_images - fwd0,
                  'gradient_images': model.gradient_images - grad0, 'linf_max': linf}
-        return self._write(key, entry, spec, dataset, dataset_info, np.concatenate(gt_m),
-                           np.concatenate(clean_m), np.concatenate(target_m) if target_m else None,
-                           stats, time.time() - t0, ckpt_sha)
+        info = {name: np.concatenate(v) for name, v in info_all.items()}
+        if info:
+            stats['per_image_info'] = {name: {'mean': float(v.mean()), 'min': float(v.min()),
+                                              'max': float(v.max())} for name, v in info.items()}
+        artifact = ctx.artifacts.get(id(plan))
+        return self._write(key, ctx, plan, data, np.concatenate(gt_m), np.concatenate(clean_m),
+                           np.concatenate(target_m) if target_m else None, stats, time.time() - t0,
+                           info=info, artifact=artifact)
 
-    def _write(self, key, entry, spec, dataset, dataset_info, gt, clean, target, stats, wall, ckpt_sha):
+    # -- fitted attacks (universal / generative perturbations) ------------------------------------
+    def artifact_path(self, entry, plan) -> Path:
+        """Where the fitted state of ``plan`` for ``entry`` is stored (unique per fitting setup)."""
+        ident = {'model': entry.name, 'checkpoint_sha256': entry.sha256, 'attack': plan.attack.name,
+                 'params': plan.cell_params(), 'epsilon': plan.epsilon,
+                 'fit_dataset': self.suite.fit_dataset, 'label_source': self.suite.label_source,
+                 'seed': self.suite.seed}
+        digest = hashlib.sha256(canonical_json(ident).encode()).hexdigest()[:16]
+        eps = f'{plan.epsilon:g}'.replace('.', 'p')
+        return (self.store.root / self.suite.name / entry.name / 'artifacts'
+                / f'{plan.attack.name}_eps{eps}_{digest}.pt')
+
+    def _fit_attacks(self, ctx, data, plans):
+        """Fit every fitted attack on the fitting split and store it, or load its stored artifact."""
+        from attacks.fitted import FitBatch, read_artifact_metadata
+        bar = _progress(len(data.dataset), f'{ctx.entry.name} clean (fitting split)', self.progress)
+        try:
+            clean = self._clean_maps(ctx, data, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        for plan in plans:
+            path = self.artifact_path(ctx.entry, plan)
+            run_meta = {'model': ctx.entry.name, 'checkpoint_sha256': ctx.ckpt_sha,
+                        'fit_dataset': data.info, 'label_source': self.suite.label_source,
+                        'target': plan.target, 'seed': self.suite.seed}
+            if path.is_file() and not self.force:
+                stored = read_artifact_metadata(path).get('run', {})
+                if stored.get('fit_dataset', {}).get('image_ids_sha256') != data.info['image_ids_sha256']:
+                    raise ResultsError(f'{path} was fitted on a different image list than this suite '
+                                       'selects; use --force to refit')
+                plan.attack.load(path)
+                logger.info('%s: loaded %s', ctx.entry.name, path)
+            else:
+                def batches(plan=plan):
+                    offset = 0
+                    for images, labels, _ in data.dataset.batches(self.suite.batch_size):
+                        n = len(images)
+                        clean_pred = torch.from_numpy(np.stack(clean.pred[offset:offset + n]).astype(np.int64))
+                        offset += n
+                        ref, target, _, _ = self._reference_and_target(ctx, plan, labels, clean_pred)
+                        yield FitBatch(images.to(self.device), ref.to(self.device),
+                                       None if target is None else target.to(self.device))
+                torch.manual_seed(self.suite.seed)
+                t0 = time.time()
+                grad0 = ctx.model.gradient_images
+                plan.attack.fit(ctx.model, batches, progress=self.progress)
+                plan.attack.fit_info = dict(plan.attack.fit_info, fit_wall_time_s=round(time.time() - t0, 3),
+                                            fit_gradient_images=ctx.model.gradient_images - grad0)
+                plan.attack.save(path, metadata=run_meta)
+                logger.info('%s: fitted %s ε=%g in %.0f s -> %s', ctx.entry.name, plan.attack.name,
+                            plan.epsilon, time.time() - t0, path)
+            ctx.artifacts[id(plan)] = {'path': str(path.relative_to(self.store.root)),
+                                       'sha256': sha256_file(path)}
+
+    def _write(self, key, ctx, plan, data, gt, clean, target, stats, wall, info=None, artifact=None):
+        entry = ctx.entry
         sha, dirty = self._git
         provenance = {'packages': package_versions(), 'git_sha': sha, 'git_dirty': dirty,
-                      'seed': self.suite.seed, 'config_hash': _config_hash(self.suite, entry, spec),
+                      'seed': self.suite.seed,
+                      'config_hash': _config_hash(self.suite, entry, None if plan is None else plan.spec),
                       'model_config': entry.config, 'checkpoint': entry.weights,
-                      'checkpoint_sha256': ckpt_sha, 'wall_time_s': round(wall, 3),
+                      'checkpoint_sha256': ctx.ckpt_sha, 'wall_time_s': round(wall, 3),
                       'created': now_iso(), 'device': str(self.device), 'hostname': hostname()}
-        record = make_record(key, dataset=dataset_info, class_names=list(dataset.class_names),
+        if plan is not None:
+            provenance['attack_spec'] = plan.spec
+        if artifact is not None:
+            provenance['artifact'] = artifact
+        record = make_record(key, dataset=data.info, class_names=list(data.dataset.class_names),
                              conf_gt=gt.sum(0), conf_clean=None if clean is None else clean.sum(0),
                              conf_target=None if target is None else target.sum(0),
                              num_images=len(gt), attack_stats=stats, provenance=provenance)
         per_image = {'vs_ground_truth': gt, 'vs_clean': clean, 'vs_target': target}
+        for name, values in (info or {}).items():
+            per_image[f'info_{name}'] = values
         path = self.store.write(record, per_image)
         logger.info('%s: mIoU %.4f -> %s', key.describe(), record['metrics']['miou'] or float('nan'), path)
         return CellOutcome(key, path, 'computed', record['metrics']['miou'])
+
+
+class _DatasetRun:
+    """A dataset of the suite with its record description (computed once)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self.info = {'name': dataset.name, 'split': dataset.split, 'root': dataset.root,
+                     'image_ids_sha256': dataset.image_ids_sha256()}
+
+
+class _ModelContext:
+    """What the runner keeps per model: the model, clean maps per dataset, targets, artifacts."""
+
+    def __init__(self, entry, model, ckpt_sha):
+        self.entry, self.model, self.ckpt_sha = entry, model, ckpt_sha
+        self.clean: Dict[int, CleanMaps] = {}
+        self.artifacts: Dict[int, dict] = {}
+        self._static: Dict[str, torch.Tensor] = {}
+
+    def target_builder(self, plan, suite):
+        from .target_specs import TargetBuilder, resolve_static_map
+        static = None
+        if plan.target['kind'] == 'static':
+            ident = canonical_json(plan.target)
+            if ident not in self._static:
+                self._static[ident] = resolve_static_map(plan.target, suite.dataset,
+                                                         predict=self.model.predict_labels)
+            static = self._static[ident]
+        return TargetBuilder(plan.target, plan.mask, static)
+
+
+def _unique_plans(plans):
+    out, seen = [], set()
+    for p in plans:
+        if id(p) not in seen:
+            seen.add(id(p))
+            out.append(p)
+    return out
 
 
 @dataclass

@@ -59,6 +59,14 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def sha256_file(path: Union[str, Path]) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
     path = Path(path)
@@ -154,7 +162,17 @@ def make_record(key: CellKey, *, dataset: dict, class_names: List[str], conf_gt:
         'num_images': int(num_images),
         'confusion': {'vs_ground_truth': as_list(conf_gt), 'vs_clean': as_list(conf_clean),
                       'vs_target': as_list(conf_target)},
-        'metrics': metrics.summarize(conf_gt, conf_clean, conf_target),
+        'metrics': _metrics(key, conf_gt, conf_clean, conf_target),
         'attack_stats': attack_stats,
         'provenance': provenance,
     }
+
+
+def _metrics(key: CellKey, conf_gt, conf_clean, conf_target) -> dict:
+    """mIoU & co. vs ground truth, plus the targeted-attack metrics the matrices allow."""
+    from .target_specs import hidden_class_of
+    from .targeted_metrics import summarize_targeted
+    out = metrics.summarize(conf_gt, conf_clean, conf_target)
+    if not key.is_clean:
+        out.update(summarize_targeted(conf_clean, conf_target, hidden_class_of(key.params)))
+    return out

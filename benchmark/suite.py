@@ -10,6 +10,12 @@ A suite file (``benchmark/suites/*.py``) holds::
     label_source = 'prediction'               # or 'ground_truth'
     batch_size = 8
     seed = 0
+    # only for attacks fitted on a training split (universal / generative perturbations):
+    fit_dataset = dict(type='synthetic_cityscapes', split='train', num_images=64)
+
+An attack entry may also carry ``target=dict(...)`` and ``mask=...`` (target maps and masks of
+targeted attacks, built per image by the runner: :mod:`benchmark.target_specs`) and its own
+``epsilons=[...]`` (instead of the suite's grid, e.g. for an ablation run at one ε only).
 
 Everything is validated before any model is built, so a typo fails in a second with a message that
 says what was expected, and never after an hour of computation.
@@ -25,10 +31,45 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from .cells import CLEAN, CellKey, canonical_json, check_name
 from .errors import ConfigError
+from .target_specs import check_mask_spec, check_target_spec
 
 ARNAB_EPSILONS = (0.25, 0.5, 1, 2, 4, 8, 16, 32)
 _KNOWN_FIELDS = {'suite_name', 'dataset', 'models', 'attacks', 'epsilons', 'label_source',
-                 'batch_size', 'seed', 'description'}
+                 'batch_size', 'seed', 'description', 'fit_dataset'}
+#: attack-entry fields the runner handles itself (not passed to the attack's constructor)
+RUNNER_FIELDS = ('target', 'mask', 'epsilons')
+
+EVAL, FIT = 'eval', 'fit'   #: the two roles a dataset plays in a suite
+
+
+@dataclasses.dataclass
+class AttackPlan:
+    """One attack configuration at one ε, with the target/mask the runner builds for it."""
+
+    spec: Dict[str, Any]               # the suite's entry (canonical type, runner fields included)
+    epsilon: float
+    attack: Any                        # the constructed Attack
+    target: Optional[Dict[str, Any]] = None
+    mask: Optional[str] = None
+
+    @property
+    def requires_fit(self) -> bool:
+        return bool(getattr(self.attack, 'requires_fit', False))
+
+    def cell_params(self) -> Dict[str, Any]:
+        """The cell key's params: the attack's hyper-parameters plus target and mask if any."""
+        params = dict(self.attack.params())
+        if self.target is not None:
+            params['target'] = dict(self.target)
+        if self.mask is not None:
+            params['mask'] = self.mask
+        return params
+
+
+def _split_spec(spec: Dict[str, Any]):
+    """``(constructor kwargs, target, mask)`` of an attack entry."""
+    kwargs = {k: v for k, v in spec.items() if k not in RUNNER_FIELDS}
+    return kwargs, spec.get('target'), spec.get('mask')
 
 
 @dataclasses.dataclass
@@ -45,33 +86,64 @@ class Suite:
     seed: int = 0
     description: str = ''
     source: Optional[str] = None
+    fit_dataset: Optional[Dict[str, Any]] = None
 
     @property
     def dataset_key(self) -> str:
         """The dataset part of cell keys: type, split and any option that changes the images."""
-        spec = {k: v for k, v in self.dataset.items() if k not in ('type', 'split', 'root', 'data_root')}
-        name = f'{self.dataset["type"]}-{self.dataset.get("split", "val")}'
-        if spec:
-            name += '-' + hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:8]
-        return name
+        return dataset_key(self.dataset)
 
-    def attack_instances(self):
-        """``[(spec, epsilon, Attack)]`` for the whole grid (constructs every attack once)."""
+    @property
+    def fit_dataset_key(self) -> Optional[str]:
+        return None if self.fit_dataset is None else dataset_key(self.fit_dataset)
+
+    def attack_instances(self) -> List[AttackPlan]:
+        """One :class:`AttackPlan` per attack entry × ε (constructs every attack once)."""
         from attacks import build_attack
+
+        from .target_specs import check_mask_spec, check_target_spec
         out = []
         for spec in self.attacks:
-            for eps in self.epsilons:
-                out.append((spec, eps, build_attack(spec, eps)))
+            kwargs, target, mask = _split_spec(spec)
+            target = None if target is None else check_target_spec(target)
+            mask = check_mask_spec(mask, target)
+            for eps in spec.get('epsilons', self.epsilons):
+                out.append(AttackPlan(spec, float(eps), build_attack(kwargs, eps), target, mask))
+        return out
+
+    def cell_plans(self, model_name: str) -> List[tuple]:
+        """``[(role, CellKey, AttackPlan or None)]`` of one model.
+
+        The evaluation dataset's clean cell comes first, then every attack × ε on it. Attacks fitted
+        on a training split are also evaluated on that split (role ``'fit'``, with its own clean
+        cell), so results on the fitting images and on held-out images are reported separately.
+        """
+        def key(dataset, plan):
+            if plan is None:
+                return CellKey(self.name, dataset, model_name, CLEAN, {}, 0.0, label_source=self.label_source)
+            return CellKey(self.name, dataset, model_name, plan.attack.name, plan.cell_params(),
+                           plan.epsilon, label_source=self.label_source)
+        plans = self.attack_instances()
+        out = [(EVAL, key(self.dataset_key, None), None)]
+        out += [(EVAL, key(self.dataset_key, p), p) for p in plans]
+        fitted = [p for p in plans if p.requires_fit]
+        if fitted:
+            out.append((FIT, key(self.fit_dataset_key, None), None))
+            out += [(FIT, key(self.fit_dataset_key, p), p) for p in fitted]
         return out
 
     def cells(self, model_name: str) -> List[CellKey]:
-        """Keys of one model's cells: the clean cell first, then attack × ε."""
-        keys = [CellKey(self.name, self.dataset_key, model_name, CLEAN, {}, 0.0,
-                        label_source=self.label_source)]
-        for _, eps, attack in self.attack_instances():
-            keys.append(CellKey(self.name, self.dataset_key, model_name, attack.name,
-                                attack.params(), float(eps), label_source=self.label_source))
-        return keys
+        """Keys of one model's cells (see :meth:`cell_plans`)."""
+        return [k for _, k, _ in self.cell_plans(model_name)]
+
+
+def dataset_key(spec: Dict[str, Any]) -> str:
+    """The dataset part of a cell key: type, split and a hash of any option that changes the images."""
+    extra = {k: v for k, v in spec.items() if k not in ('type', 'split', 'root', 'data_root')}
+    name = f'{spec["type"]}-{spec.get("split", "val")}'
+    if extra:
+        name += '-' + hashlib.sha256(canonical_json(extra).encode()).hexdigest()[:8]
+    return name
 
 
 def _check_epsilon(eps, where: str) -> float:
@@ -101,6 +173,7 @@ def load_suite(source: Union[str, Path, dict], overrides: Optional[Dict[str, Any
             raise ConfigError(f'suite file {path} could not be parsed: {type(e).__name__}: {e}') from None
         where, default_name = str(path), path.stem
     raw.update(overrides or {})
+    raw = {k: v for k, v in raw.items() if not k.startswith('_')}   # local helper variables
     unknown = set(raw) - _KNOWN_FIELDS
     if unknown:
         raise ConfigError(f'{where}: unknown suite field(s) {sorted(unknown)}; allowed: {sorted(_KNOWN_FIELDS)}')
@@ -139,6 +212,7 @@ def load_suite(source: Union[str, Path, dict], overrides: Optional[Dict[str, Any
     epsilons = [_check_epsilon(e, where) for e in epsilons]
 
     attacks = []
+    any_fit = False
     for spec in raw['attacks']:
         spec = {'type': spec} if isinstance(spec, str) else dict(spec)
         if 'type' not in spec:
@@ -148,18 +222,54 @@ def load_suite(source: Union[str, Path, dict], overrides: Optional[Dict[str, Any
         except KeyError as e:
             raise ConfigError(f'{where}: {e.args[0]}') from None
         spec['type'] = cls.name
-        if cls.needs_target_map:
-            raise ConfigError(f'{where}: attack {cls.name} needs a target map per image (static or '
-                              'hide-class target), which suites cannot describe yet; call it from '
-                              'Python with attack(model, images, target=...)')
         if 'epsilon' in spec:
             raise ConfigError(f'{where}: attack {cls.name} sets epsilon; put ε values in `epsilons`')
+        kwargs, target, mask = _split_spec(spec)
+        try:
+            target = None if target is None else check_target_spec(target)
+            mask = check_mask_spec(mask, target)
+        except ValueError as e:
+            raise ConfigError(f'{where}: attack {cls.name}: {e}') from None
+        if target is not None:
+            if not (cls.targeted or cls.accepts_target):
+                raise ConfigError(f'{where}: attack {cls.name} is untargeted and takes no `target`; '
+                                  'targeted attacks are e.g. targeted_ifgsm, pgd, universal, gap')
+            spec['target'] = target
+        elif cls.needs_target_map:
+            raise ConfigError(f"{where}: attack {cls.name} needs `target`, e.g. target=dict(kind="
+                              "'hide_class', hidden_class=11) or target=dict(kind='static', "
+                              "split='train', index=0)")
+        if mask is not None:
+            spec['mask'] = mask
+        any_fit = any_fit or bool(getattr(cls, 'requires_fit', False))
+        attack_epsilons = epsilons
+        if 'epsilons' in spec:
+            attack_epsilons = spec['epsilons']
+            if isinstance(attack_epsilons, (int, float)):
+                attack_epsilons = [attack_epsilons]
+            if not isinstance(attack_epsilons, Sequence) or isinstance(attack_epsilons, str) or not attack_epsilons:
+                raise ConfigError(f'{where}: attack {cls.name}: epsilons must be a non-empty list of '
+                                  f'numbers > 0, got {attack_epsilons!r}')
+            attack_epsilons = [_check_epsilon(e, where) for e in attack_epsilons]
+            spec['epsilons'] = attack_epsilons
         try:  # construct once per ε now, so bad hyper-parameters fail before any work
-            for eps in epsilons:
-                cls(epsilon=eps, **{k: v for k, v in spec.items() if k != 'type'})
+            for eps in attack_epsilons:
+                cls(epsilon=eps, **{k: v for k, v in kwargs.items() if k != 'type'})
         except (TypeError, ValueError) as e:
             raise ConfigError(f'{where}: attack {cls.name} {spec}: {e}') from None
         attacks.append(spec)
+    fit_dataset = raw.get('fit_dataset')
+    if any_fit:
+        if not isinstance(fit_dataset, dict) or 'type' not in fit_dataset:
+            raise ConfigError(f'{where}: universal/generative attacks are fitted on a training split: add '
+                              "fit_dataset = dict(type=..., split='train', num_images=...) (different "
+                              'images from `dataset`, which stays the held-out evaluation split)')
+        if dataset_key(fit_dataset) == dataset_key(dataset):
+            raise ConfigError(f'{where}: fit_dataset is the same as dataset; fit on a training split '
+                              'and evaluate on held-out images')
+        fit_dataset = dict(fit_dataset)
+    elif fit_dataset is not None:
+        raise ConfigError(f'{where}: fit_dataset is given but no attack needs fitting (universal, gap)')
 
     label_source = raw.get('label_source', 'prediction')
     if label_source not in ('prediction', 'ground_truth'):
@@ -172,4 +282,5 @@ def load_suite(source: Union[str, Path, dict], overrides: Optional[Dict[str, Any
         raise ConfigError(f'{where}: seed must be an integer, got {seed!r}')
     return Suite(name=name, dataset=dataset, models=models, attacks=attacks, epsilons=epsilons,
                  label_source=label_source, batch_size=batch_size, seed=seed,
-                 description=raw.get('description', ''), source=None if isinstance(source, dict) else str(source))
+                 description=raw.get('description', ''), source=None if isinstance(source, dict) else str(source),
+                 fit_dataset=fit_dataset)

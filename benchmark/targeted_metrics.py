@@ -14,9 +14,10 @@ number is exact under summation over images, shards and ranks. Only numpy is imp
   :func:`background_preserved` – Metzen et al., Sec. 4 ("Background pixels preserved"): the
   categorical accuracy on pixels not predicted as the hidden class on the clean input (there the
   dynamic target equals the clean prediction, so ``vs_clean`` suffices);
-  :func:`fooling_rate` – the fraction of pixels whose prediction changed: the per-pixel version of
-  the fooling rate of Poursaeed et al. 2018 (https://arxiv.org/abs/1712.02328; Moosavi-Dezfooli et
-  al.), which counts the inputs whose predicted label changed.
+  :func:`fooling_rate` – the fraction of pixels whose prediction changed: the per-pixel analogue of
+  the classification fooling rate (Moosavi-Dezfooli et al.; Poursaeed et al. 2018,
+  https://arxiv.org/abs/1712.02328: "the ratio of images x for which K(f(x)) ≠ K(x)"). For
+  segmentation Poursaeed et al. report the targeted success rate and mIoU instead.
 
 Empty denominators give NaN (as :func:`benchmark.metrics.pixel_accuracy`).
 """

@@ -14,6 +14,7 @@ Outputs (per suite, in ``out_dir``):
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Dict, List, Optional, Union
@@ -28,12 +29,69 @@ from benchmark.store import ResultStore
 
 ATTACK_LABELS = {'fgsm': 'FGSM', 'fgsm_ll': 'FGSM II', 'ifgsm': 'Iterative FGSM',
                  'ifgsm_ll': 'Iterative FGSM II', 'pgd': 'PGD', 'mifgsm': 'MI-FGSM', 'segpgd': 'SegPGD',
-                 'cospgd': 'CosPGD'}
+                 'cospgd': 'CosPGD', 'square': 'Square Attack', 'targeted_ifgsm': 'Targeted I-FGSM',
+                 'universal': 'Universal', 'gap': 'GAP', 'worst_case': 'Worst case'}
 REFERENCE_EPSILON = 8.0
 
 
 def attack_label(name: str) -> str:
     return ATTACK_LABELS.get(name, name)
+
+
+def _short(v) -> str:
+    if isinstance(v, float):
+        return f'{v:g}'
+    if isinstance(v, (list, tuple)):
+        return '×'.join(_short(x) for x in v)
+    return str(v)
+
+
+def variant_label(attack: str, spec: Optional[dict], omit=()) -> str:
+    """A table label for one attack configuration of a suite: the attack's name plus the options
+    its suite entry sets (e.g. ``PGD (num_steps=100)``, ``Universal (hide class 11, tile_size=32×32)``),
+    leaving out the keys in ``omit`` (options shared by every configuration of the attack)."""
+    base = attack_label(attack)
+    parts = _option_labels(spec, omit)
+    return f'{base} ({", ".join(parts)})' if parts else base
+
+
+def _option_labels(spec: Optional[dict], omit=()) -> List[str]:
+    parts = []
+    for k, v in sorted((spec or {}).items()):
+        if k in ('type', 'epsilons') or k in omit:
+            continue
+        if k == 'target' and isinstance(v, dict):
+            parts.append(f"hide class {v.get('hidden_class')}" if v.get('kind') == 'hide_class'
+                         else f"static target {v.get('split')}[{v.get('index')}]")
+        elif k == 'mask':
+            parts.append({'hidden_class': 'masked', 'hidden_class_posthoc': 'masked after'}.get(v, f'mask={v}'))
+        elif k == 'attacks' and isinstance(v, list):
+            parts.append('+'.join(attack_label(m['type'] if isinstance(m, dict) else m) for m in v))
+        else:
+            parts.append(f'{k}={_short(v)}')
+    return parts
+
+
+def _label_variants(df: pd.DataFrame) -> Dict[str, List[str]]:
+    """Set ``df.variant`` from each cell's suite entry, leaving out the options every entry of the
+    same attack in the suite shares; returns those shared options per suite, for a note."""
+    import json
+    common_notes: Dict[str, List[str]] = {}
+    labels = pd.Series(CLEAN, index=df.index, dtype=object)
+    for (suite, attack), g in df[df.attack != CLEAN].groupby(['suite', 'attack'], sort=True):
+        specs = {s: json.loads(s) for s in g.spec.unique()}
+        dicts = [d for d in specs.values() if d]
+        common = set()
+        if dicts:
+            keys = set.intersection(*(set(d) for d in dicts)) - {'type', 'epsilons'}
+            common = {k for k in keys if len({json.dumps(d[k], sort_keys=True) for d in dicts}) == 1}
+            shared = _option_labels({k: dicts[0][k] for k in common})
+            if shared:
+                common_notes.setdefault(suite, []).append(f'{attack_label(attack)}: {", ".join(shared)}')
+        for spec_json, spec in specs.items():
+            labels[g.index[g.spec == spec_json]] = variant_label(attack, spec, omit=common)
+    df['variant'] = labels
+    return common_notes
 
 
 def load_results(results_dir: Union[str, Path]) -> pd.DataFrame:
@@ -63,6 +121,11 @@ def load_results(results_dir: Union[str, Path]) -> pd.DataFrame:
                                      if conf['vs_clean'] is not None else np.nan),
             'targeted_success_rate': (metrics.pixel_accuracy(np.asarray(conf['vs_target']))
                                       if conf['vs_target'] is not None else np.nan),
+            'spec': json.dumps(rec['provenance'].get('attack_spec') or {}, sort_keys=True),
+            'fooling_rate': rec['metrics'].get('fooling_rate', np.nan),
+            'class_pixels_hidden': rec['metrics'].get('class_pixels_hidden', np.nan),
+            'background_preserved': rec['metrics'].get('background_preserved', np.nan),
+            'queries': (rec['attack_stats'].get('per_image_info') or {}).get('queries', {}).get('mean', np.nan),
             'gradient_passes': rec['attack_stats']['gradient_passes_per_image'],
             'wall_time_s': rec['provenance']['wall_time_s'], 'path': str(path),
             '_clean_id': key.clean_key().cell_id,
@@ -70,9 +133,12 @@ def load_results(results_dir: Union[str, Path]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
         return df
+    df.attrs['common_options'] = _label_variants(df)
     clean = df[df.attack == CLEAN].set_index('cell_id')['miou']
     df['clean_miou'] = df['_clean_id'].map(clean)
     df['iou_ratio'] = df['miou'] / df['clean_miou']
+    for col in ('fooling_rate', 'class_pixels_hidden', 'background_preserved', 'queries'):
+        df[col] = pd.to_numeric(df[col], errors='coerce')
     return df.drop(columns=['_clean_id']).sort_values(['suite', 'model', 'attack', 'epsilon'],
                                                      ignore_index=True)
 
@@ -80,18 +146,25 @@ def load_results(results_dir: Union[str, Path]) -> pd.DataFrame:
 def summary_table(df: pd.DataFrame, reference_epsilon: float = REFERENCE_EPSILON) -> pd.DataFrame:
     """Per model: clean mIoU, IoU ratio at ``reference_epsilon`` and mean over ε, per attack."""
     out = []
-    attacks = [a for a in _attack_order(df) if a != CLEAN]
+    variants = _variant_order(df)
     for model, g in df.groupby('model', sort=False):
         clean = g[g.attack == CLEAN]['miou']
         row = {'model': model, 'clean mIoU': float(clean.iloc[0]) if len(clean) else np.nan}
+        worst = g[(g.attack == 'worst_case') & np.isclose(g.epsilon, reference_epsilon)]['miou']
+        if (df.attack == 'worst_case').any():
+            row[f'robust mIoU ε={reference_epsilon:g}'] = float(worst.min()) if len(worst) else np.nan
         means = []
-        for attack in attacks:
-            ga = g[g.attack == attack]
+        for variant in variants:
+            ga = g[g.variant == variant]
+            grid = df[df.variant == variant].epsilon.unique()
             at_ref = ga[np.isclose(ga.epsilon, reference_epsilon)]['iou_ratio']
-            row[f'{attack_label(attack)} ε={reference_epsilon:g}'] = float(at_ref.iloc[0]) if len(at_ref) else np.nan
-            mean = float(ga['iou_ratio'].mean()) if len(ga) else np.nan
-            row[f'{attack_label(attack)} mean'] = mean
-            means.append(mean)
+            if np.isclose(grid, reference_epsilon).any() or len(grid) == 1:
+                eps = reference_epsilon if np.isclose(grid, reference_epsilon).any() else float(grid[0])
+                at = ga[np.isclose(ga.epsilon, eps)]['iou_ratio']
+                row[f'{variant} ε={eps:g}'] = float(at.iloc[0]) if len(at) else np.nan
+            if len(grid) > 1:
+                row[f'{variant} mean'] = float(ga['iou_ratio'].mean()) if len(ga) else np.nan
+            means.append(float(ga['iou_ratio'].mean()) if len(ga) else np.nan)
         row['robustness'] = float(np.nanmean(means)) if means and not all(np.isnan(means)) else np.nan
         out.append(row)
     table = pd.DataFrame(out)
@@ -99,6 +172,30 @@ def summary_table(df: pd.DataFrame, reference_epsilon: float = REFERENCE_EPSILON
         table = table.sort_values('robustness', ascending=False, ignore_index=True)
         table.insert(0, 'rank', range(1, len(table) + 1))
     return table
+
+
+def _variant_order(df: pd.DataFrame) -> List[str]:
+    """Attack variants (not clean) in the order of :func:`_attack_order`, then by label."""
+    out = []
+    for attack in _attack_order(df):
+        if attack != CLEAN:
+            out += sorted(df[df.attack == attack].variant.unique())
+    return out
+
+
+TARGETED_COLUMNS = {'targeted_success_rate': 'success rate', 'class_pixels_hidden': 'class pixels hidden',
+                    'background_preserved': 'background preserved', 'fooling_rate': 'fooling rate',
+                    'miou': 'mIoU'}
+
+
+def targeted_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Cells of targeted attacks (those with a target map): one row per model, variant and ε."""
+    rows = df[(df.attack != CLEAN) & df.targeted_success_rate.notna()]
+    if rows.empty:
+        return pd.DataFrame()
+    cols = [c for c in TARGETED_COLUMNS if rows[c].notna().any()]
+    table = rows[['model', 'variant', 'epsilon'] + cols].rename(columns=TARGETED_COLUMNS)
+    return table.sort_values(['variant', 'model', 'epsilon'], ignore_index=True)
 
 
 def _attack_order(df: pd.DataFrame) -> List[str]:
@@ -119,7 +216,7 @@ def markdown_table(table: pd.DataFrame) -> str:
         cells = []
         for c in cols:
             v = r[c]
-            cells.append(str(v) if c in ('model', 'rank') else _fmt(v))
+            cells.append(str(v) if c in ('model', 'rank', 'variant') else _fmt(v, pct=c != 'epsilon'))
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
@@ -129,22 +226,22 @@ def plot_iou_ratio(df: pd.DataFrame, path: Union[str, Path], title: str = '') ->
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    attacks = [a for a in _attack_order(df) if a != CLEAN]
+    attacks = [v for v in _variant_order(df) if df[df.variant == v].epsilon.nunique() > 1]
     n = max(1, len(attacks))
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.6), sharey=True, squeeze=False)
     order = (df[df.attack == CLEAN].sort_values('miou')['model'].tolist()
              or sorted(df.model.unique()))
     for ax, attack in zip(axes[0], attacks):
         for model in order:
-            g = df[(df.attack == attack) & (df.model == model)].sort_values('epsilon')
+            g = df[(df.variant == attack) & (df.model == model)].sort_values('epsilon')
             if len(g):
                 ax.plot(g.epsilon, 100 * g.iou_ratio, marker='o', ms=3, label=model)
         ax.set_xscale('log', base=2)
-        eps = sorted(df[df.attack == attack].epsilon.unique())
+        eps = sorted(df[df.variant == attack].epsilon.unique())
         ax.set_xticks(eps)
         ax.set_xticklabels([f'{e:g}' for e in eps], fontsize=7)
         ax.set_xlabel('ε (L∞, 0–255)')
-        ax.set_title(attack_label(attack))
+        ax.set_title(attack, fontsize=9)
         ax.set_ylim(0, 105)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel('IoU ratio (%)')
@@ -181,16 +278,38 @@ def make_leaderboard(results_dir: Union[str, Path], out_dir: Union[str, Path],
         for dataset, ddf in sdf.groupby('dataset', sort=True):
             table = summary_table(ddf, reference_epsilon)
             written['tables'][(suite, dataset)] = table
-            csv_path = out_dir / f'{suite}.csv'
+            stem = suite if dataset == sdf.dataset.iloc[0] and sdf.dataset.nunique() == 1 else f'{suite}_{dataset}'
+            csv_path = out_dir / f'{stem}.csv'
             atomic_write_bytes(csv_path, ddf.drop(columns=['path']).to_csv(index=False).encode())
-            fig = plot_iou_ratio(ddf, out_dir / f'{suite}_iou_ratio.png', f'{suite}: {dataset}')
-            written['figures'].append(fig)
             eps = ', '.join(f'{e:g}' for e in sorted(ddf[ddf.attack != CLEAN].epsilon.unique()))
             n_img = int(ddf.num_images.max())
-            parts += [f'## Suite `{suite}` — {dataset}', '',
+            role = ''
+            fit_keys = set(sdf[sdf.attack.isin(['universal', 'gap'])].dataset) if sdf.dataset.nunique() > 1 else set()
+            if fit_keys and dataset.split('-')[1:2] == ['train']:
+                role = ' (fitting split of the universal/generative attacks)'
+            elif fit_keys:
+                role = ' (held-out split)'
+            common = df.attrs.get('common_options', {}).get(suite)
+            parts += [f'## Suite `{suite}` — {dataset}{role}', '',
                       f'{n_img} images; ε grid: {eps}; labels for untargeted attacks: '
-                      f'{ddf.label_source.iloc[0]}.', '', markdown_table(table), '',
-                      f'![IoU ratio against ε]({fig.name})', '', f'All cells: [`{csv_path.name}`]({csv_path.name})', '']
+                      f'{ddf.label_source.iloc[0]}.'
+                      + (f' Settings shared by all entries of an attack: {"; ".join(common)}.' if common else ''),
+                      '', markdown_table(table), '']
+            targeted = targeted_table(ddf)
+            if not targeted.empty:
+                written['tables'][(suite, dataset, 'targeted')] = targeted
+                parts += ['Targeted attacks (success rate = pixel accuracy against the target map; class '
+                          'pixels hidden and background preserved as in Metzen et al. 2017; fooling rate '
+                          '= pixels whose prediction changed):', '', markdown_table(targeted), '']
+            queries = ddf[ddf.queries.notna()]
+            if not queries.empty:
+                parts += ['Queries per image (black-box attacks): ' + '; '.join(
+                    f'{r.model} {r.variant} ε={r.epsilon:g}: {r.queries:.0f}' for r in queries.itertuples()) + '.', '']
+            if any(ddf[ddf.variant == v].epsilon.nunique() > 1 for v in _variant_order(ddf)):
+                fig = plot_iou_ratio(ddf, out_dir / f'{stem}_iou_ratio.png', f'{suite}: {dataset}')
+                written['figures'].append(fig)
+                parts += [f'![IoU ratio against ε]({fig.name})', '']
+            parts += [f'All cells: [`{csv_path.name}`]({csv_path.name})', '']
     readme = out_dir / 'README.md'
     atomic_write_bytes(readme, '\n'.join(parts).encode())
     written['readme'] = readme

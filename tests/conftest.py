@@ -103,6 +103,20 @@ def tiny_checkpoint(tmp_path_factory, tiny_config) -> Path:
 
 
 @pytest.fixture(scope='session')
+def tiny_checkpoint_diverse(tmp_path_factory, tiny_checkpoint) -> Path:
+    """The tiny weights with a re-drawn, larger classifier: predicts several classes per image
+    (the random tiny model predicts one class everywhere, too little for target-map tests)."""
+    state = torch.load(tiny_checkpoint, weights_only=True)
+    g = torch.Generator().manual_seed(1)
+    state['decode_head.conv_seg.bias'].zero_()
+    state['decode_head.conv_seg.weight'] = torch.randn(state['decode_head.conv_seg.weight'].shape,
+                                                       generator=g) * 5
+    path = tmp_path_factory.mktemp('ckpt') / 'tiny_fcn_diverse.pth'
+    torch.save(state, path)
+    return path
+
+
+@pytest.fixture(scope='session')
 def synthetic_root(tmp_path_factory) -> Path:
     from benchmark.datasets.synthetic import ensure_synthetic_cityscapes
     return ensure_synthetic_cityscapes(tmp_path_factory.mktemp('data') / 'synth', seed=0,

@@ -65,7 +65,7 @@ def test_missing_dataset_directory_prints_layout(tmp_path):
 
 
 def test_attack_needing_a_target_map_is_refused():
-    with pytest.raises(ConfigError, match='needs a target map'):
+    with pytest.raises(ConfigError, match='needs .target., e.g.'):
         load_suite(base(attacks=['targeted_ifgsm']))
 
 

@@ -63,3 +63,47 @@ def test_edited_metric_is_caught(results):
 def test_no_results(tmp_path):
     with pytest.raises(ResultsError, match='no result records'):
         make_leaderboard(tmp_path / 'empty', tmp_path / 'out')
+
+
+def put_variant(store, model, spec, eps, conf_gt, conf_clean=None, conf_target=None, params=None):
+    key = CellKey('v', 'd', model, spec['type'] if spec else 'clean', params or {}, eps)
+    prov = dict(PROV, attack_spec=spec) if spec else PROV
+    store.write(make_record(key, dataset={'name': 'd', 'split': 'val', 'image_ids_sha256': 'a' * 64},
+                            class_names=['x', 'y'], conf_gt=conf_gt, conf_clean=conf_clean,
+                            conf_target=conf_target, num_images=1, attack_stats=STATS, provenance=prov))
+
+
+def test_attack_variants_and_targeted_table(tmp_path):
+    store = ResultStore(tmp_path / 'results')
+    eye = np.array([[50, 0], [0, 50]])
+    put_variant(store, 'm', None, 0, eye)
+    put_variant(store, 'm', {'type': 'pgd', 'num_steps': 20, 'seed': 1}, 8, np.array([[40, 10], [10, 40]]),
+                params={'num_steps': 20})
+    put_variant(store, 'm', {'type': 'pgd', 'num_steps': 100, 'seed': 1}, 8, np.array([[30, 20], [20, 30]]),
+                params={'num_steps': 100})
+    hide = {'kind': 'hide_class', 'hidden_class': 1}
+    # clean prediction: 50 pixels of class 1 (hidden), 50 of class 0; 30 hidden pixels now class 0,
+    # and 5 background pixels changed
+    conf_clean = np.array([[45, 5], [30, 20]])
+    conf_target = np.array([[75, 25], [0, 0]])
+    put_variant(store, 'm', {'type': 'targeted_ifgsm', 'target': hide}, 8, eye, conf_clean, conf_target,
+                params={'target': hide})
+    df = load_results(tmp_path / 'results')
+    variants = set(df.variant)
+    assert variants == {'clean', 'PGD (num_steps=20)', 'PGD (num_steps=100)', 'Targeted I-FGSM'}
+    assert df.attrs['common_options']['v'] == ['PGD: seed=1', 'Targeted I-FGSM: hide class 1']
+    table = summary_table(df)
+    assert table.loc[0, 'PGD (num_steps=100) ε=8'] == pytest.approx((30 / 70) / 1.0)
+    assert table.loc[0, 'PGD (num_steps=20) ε=8'] == pytest.approx((40 / 60) / 1.0)
+    from leaderboard.report import targeted_table
+    t = targeted_table(df)
+    assert len(t) == 1
+    row = t.iloc[0]
+    assert row['success rate'] == pytest.approx(0.75)
+    assert row['class pixels hidden'] == pytest.approx(30 / 50)
+    assert row['background preserved'] == pytest.approx(45 / 50)
+    assert row['fooling rate'] == pytest.approx(35 / 100)
+    written = make_leaderboard(tmp_path / 'results', tmp_path / 'board')
+    readme = (tmp_path / 'board' / 'README.md').read_text()
+    assert 'Targeted attacks' in readme and '| m | Targeted I-FGSM | 8 | 75.0 | 60.0 | 90.0 | 35.0 |' in readme
+    assert ('v', 'd', 'targeted') in written['tables']

@@ -1,0 +1,145 @@
+"""Attacks fitted once on a training split and stored: the base of universal and generative attacks.
+
+Universal perturbations (Metzen et al. 2017) and generative perturbations (Poursaeed et al. 2018)
+are not computed per image: they are *fitted* on images of a training split, stored as an
+artifact (a perturbation array or generator weights, plus metadata), and then *applied* to
+held-out images, possibly by later runs and other processes that load the artifact::
+
+    attack = UniversalPerturbation(epsilon=10, tile_size=(32, 32))
+    attack.fit(model, batches)                 # batches() yields FitBatch(images, labels, target)
+    attack.save('results/suite/artifacts/universal.pt', metadata={'model': 'fcn_...'})
+    ...
+    attack = UniversalPerturbation(epsilon=10, tile_size=(32, 32)).load('.../universal.pt')
+    adv = attack(model, images)                # applies the stored perturbation
+
+Artifacts are ``torch.save`` files holding only tensors and one JSON string, so :meth:`load` uses
+``torch.load(weights_only=True)`` (no arbitrary unpickling). They record the attack's name, ε and
+hyper-parameters, and loading refuses an artifact fitted with different ones.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, NamedTuple, Optional, Union
+
+import torch
+
+from .base import Attack
+
+ARTIFACT_FORMAT = 'segbench-attack-artifact-v1'
+
+
+class FitBatch(NamedTuple):
+    """One batch of the fitting split, as :meth:`FittedAttack.fit` receives it."""
+
+    images: torch.Tensor              # (N, 3, H, W) float RGB in [0, 255]
+    labels: torch.Tensor              # (N, H, W) int64 reference labels (clean prediction or ground truth), 255 = no loss
+    target: Optional[torch.Tensor]    # (N, H, W) int64 target map of a targeted attack, or None
+
+
+#: A zero-argument callable returning a fresh iterator over the fitting split (called once per
+#: pass over the data, so an attack can iterate several epochs without holding every image).
+FitData = Callable[[], Iterable[FitBatch]]
+
+
+class FittedAttack(Attack):
+    """Base class of attacks that are fitted on a training split, stored and then applied.
+
+    Subclasses implement :meth:`fit` (which must end with the attack ready to apply),
+    :meth:`state_dict` / :meth:`load_state_dict` (tensors only) and :meth:`perturb` (apply).
+    """
+
+    #: the runner must call :meth:`fit` (or :meth:`load`) before the attack can be applied
+    requires_fit = True
+
+    def __init__(self, epsilon: float):
+        super().__init__(epsilon)
+        self.fit_info: Dict[str, Any] = {}
+
+    # -- to implement ----------------------------------------------------------------------------
+    def fit(self, model, batches: FitData, progress: bool = False) -> 'FittedAttack':  # pragma: no cover
+        """Fit on the batches of a training split; returns ``self``."""
+        raise NotImplementedError
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:  # pragma: no cover
+        """The fitted state as tensors (what :meth:`save` stores)."""
+        raise NotImplementedError
+
+    def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    @property
+    def fitted(self) -> bool:  # pragma: no cover
+        raise NotImplementedError
+
+    def check_fitted(self) -> None:
+        if not self.fitted:
+            raise RuntimeError(f'{self.name}: the attack is not fitted; call fit(model, batches) on a '
+                               'training split or load(path) of a stored artifact before applying it')
+
+    # -- artifacts -----------------------------------------------------------------------------
+    def artifact_metadata(self) -> Dict[str, Any]:
+        return {'format': ARTIFACT_FORMAT, 'attack': self.name, 'epsilon': self.epsilon,
+                'params': self.params(), 'fit_info': self.fit_info}
+
+    def save(self, path: Union[str, Path], metadata: Optional[Dict[str, Any]] = None) -> Path:
+        """Write the fitted state and its metadata atomically to ``path``; returns the path.
+
+        ``metadata`` (JSON-serialisable, e.g. the model and the fitting split) is stored under
+        ``metadata['run']`` and returned by :func:`read_artifact_metadata`.
+        """
+        self.check_fitted()
+        meta = dict(self.artifact_metadata(), run=metadata or {})
+        payload = {'metadata': json.dumps(meta, sort_keys=True),
+                   'state': {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}}
+        buf = io.BytesIO()
+        torch.save(payload, buf)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+        try:
+            with os.fdopen(fd, 'wb') as f:
+                f.write(buf.getvalue())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def load(self, path: Union[str, Path]) -> 'FittedAttack':
+        """Load a stored artifact fitted with this attack's name, ε and hyper-parameters."""
+        meta, state = _read_artifact(path)
+        mine = self.artifact_metadata()
+        for field in ('attack', 'epsilon', 'params'):
+            if json.dumps(meta.get(field), sort_keys=True) != json.dumps(mine[field], sort_keys=True):
+                raise ValueError(f'artifact {path} was fitted with {field}={meta.get(field)!r}, but this '
+                                 f'attack has {field}={mine[field]!r}; refit it or build the attack '
+                                 'with the same settings')
+        self.load_state_dict(state)
+        self.fit_info = dict(meta.get('fit_info') or {})
+        return self
+
+
+def read_artifact_metadata(path: Union[str, Path]) -> Dict[str, Any]:
+    """The metadata stored with an artifact (attack, ε, params, fit_info, run)."""
+    return _read_artifact(path)[0]
+
+
+def _read_artifact(path):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'attack artifact {path} does not exist')
+    try:
+        payload = torch.load(path, map_location='cpu', weights_only=True)
+        meta = json.loads(payload['metadata'])
+        state = payload['state']
+    except Exception as e:
+        raise ValueError(f'{path} is not a readable attack artifact ({type(e).__name__}: {e})') from None
+    if meta.get('format') != ARTIFACT_FORMAT:
+        raise ValueError(f'{path} has format {meta.get("format")!r}, expected {ARTIFACT_FORMAT!r}')
+    return meta, state

@@ -1,0 +1,22 @@
+# Fischer et al. 2017, "Adversarial Examples for Semantic Image Segmentation"
+# (https://arxiv.org/abs/1703.01101), on the built-in synthetic street scenes.
+#
+# Hide every person pixel: the target keeps the clean prediction and gives each person pixel the
+# class of its nearest non-person pixel. Kurakin's iterative least-likely method towards that
+# target with α = 1 and n = min(ε + 4, ⌈1.25 ε⌉) (their Sec. 2; unweighted loss, no τ rule), with
+# the noise on the entire image and, as in their right-hand plot of Fig. 2, the same perturbation
+# restricted afterwards to the person pixels of the clean prediction. Reported: person pixels hidden
+# and background pixels preserved (their Fig. 2), targeted success rate.
+suite_name = 'fischer2017'
+description = 'Fischer et al. (2017): hiding persons, noise on the entire image and on person pixels only'
+dataset = dict(type='synthetic_cityscapes', split='val', seed=0, num_images=32)
+models = ['fcn_r18-w16_synthcity', 'pspnet_r18-w16_synthcity', 'deeplabv2-aspp_r18-w16_synthcity']
+_hide_person = dict(kind='hide_class', hidden_class=11)
+attacks = [
+    dict(type='targeted_ifgsm', num_steps=None, tau=None, target=_hide_person),
+    dict(type='targeted_ifgsm', num_steps=None, tau=None, target=_hide_person, mask='hidden_class_posthoc'),
+]
+epsilons = [1, 2, 5, 10, 20, 40]
+label_source = 'prediction'
+batch_size = 8
+seed = 0

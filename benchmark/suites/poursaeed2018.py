@@ -1,0 +1,25 @@
+# Poursaeed et al. 2018, "Generative Adversarial Perturbations" (https://arxiv.org/abs/1712.02328),
+# Sec. 4.3 (segmentation), on the built-in synthetic street scenes.
+#
+# A ResNet generator is trained on the training split to turn a fixed noise pattern into a universal
+# perturbation (scaled to the L∞ bound): targeted towards Metzen et al.'s static target (their
+# Table 5, success rate) and non-targeted (their Table 6, mIoU), at L∞ = 5, 10, 20; the same
+# generator type also makes image-dependent perturbations (their Table 7). The generator is reduced
+# for the CPU demo (ngf = 16, 3 residual blocks instead of 128 and 9; 20 epochs as in their
+# segmentation code).
+suite_name = 'poursaeed2018'
+description = 'Poursaeed et al. (2018): generative universal and image-dependent perturbations'
+dataset = dict(type='synthetic_cityscapes', split='val', seed=0, num_images=32)
+fit_dataset = dict(type='synthetic_cityscapes', split='train', seed=0, num_images=64)
+models = ['fcn_r18-w16_synthcity']
+_generator = dict(generator='resnet', ngf=16, n_blocks=3, epochs=20)
+_static = dict(kind='static', split='train', index=0, source='ground_truth')
+attacks = [
+    dict(type='gap', mode='universal', target=_static, **_generator),
+    dict(type='gap', mode='universal', **_generator),
+    dict(type='gap', mode='image_dependent', target=_static, **_generator),
+]
+epsilons = [5, 10, 20]
+label_source = 'prediction'
+batch_size = 8
+seed = 0
