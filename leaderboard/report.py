@@ -259,6 +259,56 @@ def plot_iou_ratio(df: pd.DataFrame, path: Union[str, Path], title: str = '') ->
     return path
 
 
+def plot_targeted(df: pd.DataFrame, path: Union[str, Path], title: str = '') -> Optional[Path]:
+    """Targeted metrics against ε, one panel per targeted attack variant (Fischer et al. Fig. 2
+    style: class pixels hidden and background preserved; success rate for static targets)."""
+    rows = df[(df.attack != CLEAN) & df.targeted_success_rate.notna()]
+    variants = [v for v in _variant_order(rows) if rows[rows.variant == v].epsilon.nunique() > 1]
+    if not variants:
+        return None
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    n = len(variants)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.6), sharey=True, squeeze=False)
+    styles = {'class_pixels_hidden': ('-', 'hidden'), 'background_preserved': ('--', 'background'),
+              'targeted_success_rate': (':', 'success')}
+    models = sorted(rows.model.unique())
+    colors = {m: f'C{i % 10}' for i, m in enumerate(models)}
+    for ax, variant in zip(axes[0], variants):
+        for model in models:
+            g = rows[(rows.variant == variant) & (rows.model == model)].sort_values('epsilon')
+            for col, (ls, short) in styles.items():
+                if len(g) and g[col].notna().any():
+                    if col == 'targeted_success_rate' and g['class_pixels_hidden'].notna().any():
+                        continue
+                    ax.plot(g.epsilon, 100 * g[col], ls, marker='o', ms=3, color=colors[model],
+                            label=f'{model}: {short}')
+        eps = sorted(rows[rows.variant == variant].epsilon.unique())
+        ax.set_xscale('log', base=2)
+        ax.set_xticks(eps)
+        ax.set_xticklabels([f'{e:g}' for e in eps], fontsize=7)
+        ax.set_xlabel('ε (L∞, 0–255)')
+        ax.set_title(variant, fontsize=9)
+        ax.set_ylim(0, 105)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel('%')
+    handles, labels = {}, []
+    for ax in axes[0]:
+        for h, l in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(l, h)
+    fig.legend(list(handles.values()), list(handles), loc='lower center', ncol=min(3, len(handles)),
+               fontsize=8, bbox_to_anchor=(0.5, -0.02))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.1 + 0.04 * (len(handles) // 3), 1, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def make_leaderboard(results_dir: Union[str, Path], out_dir: Union[str, Path],
                      reference_epsilon: float = REFERENCE_EPSILON) -> Dict[str, object]:
     """Render README.md, one CSV and one figure per suite; returns what was written."""
@@ -301,6 +351,10 @@ def make_leaderboard(results_dir: Union[str, Path], out_dir: Union[str, Path],
                 parts += ['Targeted attacks (success rate = pixel accuracy against the target map; class '
                           'pixels hidden and background preserved as in Metzen et al. 2017; fooling rate '
                           '= pixels whose prediction changed):', '', markdown_table(targeted), '']
+                tfig = plot_targeted(ddf, out_dir / f'{stem}_targeted.png', f'{suite}: {dataset}')
+                if tfig is not None:
+                    written['figures'].append(tfig)
+                    parts += [f'![Targeted metrics against ε]({tfig.name})', '']
             queries = ddf[ddf.queries.notna()]
             if not queries.empty:
                 parts += ['Queries per image (black-box attacks): ' + '; '.join(

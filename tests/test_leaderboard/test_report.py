@@ -88,6 +88,8 @@ def test_attack_variants_and_targeted_table(tmp_path):
     conf_target = np.array([[75, 25], [0, 0]])
     put_variant(store, 'm', {'type': 'targeted_ifgsm', 'target': hide}, 8, eye, conf_clean, conf_target,
                 params={'target': hide})
+    put_variant(store, 'm', {'type': 'targeted_ifgsm', 'target': hide}, 4, eye, conf_clean, conf_clean,
+                params={'target': hide})
     df = load_results(tmp_path / 'results')
     variants = set(df.variant)
     assert variants == {'clean', 'PGD (num_steps=20)', 'PGD (num_steps=100)', 'Targeted I-FGSM'}
@@ -97,8 +99,8 @@ def test_attack_variants_and_targeted_table(tmp_path):
     assert table.loc[0, 'PGD (num_steps=20) ε=8'] == pytest.approx((40 / 60) / 1.0)
     from leaderboard.report import targeted_table
     t = targeted_table(df)
-    assert len(t) == 1
-    row = t.iloc[0]
+    assert len(t) == 2
+    row = t.iloc[1]
     assert row['success rate'] == pytest.approx(0.75)
     assert row['class pixels hidden'] == pytest.approx(30 / 50)
     assert row['background preserved'] == pytest.approx(45 / 50)
@@ -107,3 +109,4 @@ def test_attack_variants_and_targeted_table(tmp_path):
     readme = (tmp_path / 'board' / 'README.md').read_text()
     assert 'Targeted attacks' in readme and '| m | Targeted I-FGSM | 8 | 75.0 | 60.0 | 90.0 | 35.0 |' in readme
     assert ('v', 'd', 'targeted') in written['tables']
+    assert (tmp_path / 'board' / 'v_targeted.png').stat().st_size > 1000
