@@ -221,6 +221,18 @@ def markdown_table(table: pd.DataFrame) -> str:
     return '\n'.join(lines)
 
 
+def _epsilon_axis(ax, epsilons, title: str) -> None:
+    """A log2 ε axis with the grid's values as ticks and a 0–105 % value axis."""
+    eps = sorted(epsilons)
+    ax.set_xscale('log', base=2)
+    ax.set_xticks(eps)
+    ax.set_xticklabels([f'{e:g}' for e in eps], fontsize=7)
+    ax.set_xlabel('ε (L∞, 0–255)')
+    ax.set_title(title, fontsize=9)
+    ax.set_ylim(0, 105)
+    ax.grid(alpha=0.3)
+
+
 def plot_iou_ratio(df: pd.DataFrame, path: Union[str, Path], title: str = '') -> Path:
     """IoU ratio (%) against ε (log scale), one panel per attack, one line per model."""
     import matplotlib
@@ -236,14 +248,7 @@ def plot_iou_ratio(df: pd.DataFrame, path: Union[str, Path], title: str = '') ->
             g = df[(df.variant == attack) & (df.model == model)].sort_values('epsilon')
             if len(g):
                 ax.plot(g.epsilon, 100 * g.iou_ratio, marker='o', ms=3, label=model)
-        ax.set_xscale('log', base=2)
-        eps = sorted(df[df.variant == attack].epsilon.unique())
-        ax.set_xticks(eps)
-        ax.set_xticklabels([f'{e:g}' for e in eps], fontsize=7)
-        ax.set_xlabel('ε (L∞, 0–255)')
-        ax.set_title(attack, fontsize=9)
-        ax.set_ylim(0, 105)
-        ax.grid(alpha=0.3)
+        _epsilon_axis(ax, df[df.variant == attack].epsilon.unique(), attack)
     axes[0][0].set_ylabel('IoU ratio (%)')
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
@@ -284,14 +289,7 @@ def plot_targeted(df: pd.DataFrame, path: Union[str, Path], title: str = '') -> 
                         continue
                     ax.plot(g.epsilon, 100 * g[col], ls, marker='o', ms=3, color=colors[model],
                             label=f'{model}: {short}')
-        eps = sorted(rows[rows.variant == variant].epsilon.unique())
-        ax.set_xscale('log', base=2)
-        ax.set_xticks(eps)
-        ax.set_xticklabels([f'{e:g}' for e in eps], fontsize=7)
-        ax.set_xlabel('ε (L∞, 0–255)')
-        ax.set_title(variant, fontsize=9)
-        ax.set_ylim(0, 105)
-        ax.grid(alpha=0.3)
+        _epsilon_axis(ax, rows[rows.variant == variant].epsilon.unique(), variant)
     axes[0][0].set_ylabel('%')
     handles, labels = {}, []
     for ax in axes[0]:

@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from benchmark.errors import CheckpointError, ConfigError
+from benchmark.store import sha256_file  # noqa: F401  (re-exported: model_zoo.builder.sha256_file)
 
 from .pixel_model import PixelSpaceModel
 
@@ -106,14 +106,6 @@ def build_segmentor(config) -> nn.Module:
 
 
 # -- checkpoints -----------------------------------------------------------------------------
-def sha256_file(path: Union[str, Path]) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def resolve_checkpoint(checkpoint: str) -> Path:
     """Local path of a checkpoint given as a path or a URL (downloaded once into the cache)."""
     parsed = urllib.parse.urlparse(str(checkpoint))
