@@ -8,6 +8,7 @@ pixel moves by one grey level per step) and ``n = min(ε + 4, ⌈1.25 ε⌉)`` s
 """
 from __future__ import annotations
 
+import math
 from typing import Iterator, Optional, Tuple
 
 import torch
@@ -46,6 +47,15 @@ class IterativeFGSM(Attack):
 
     def gradient_passes(self) -> int:
         return self.num_steps
+
+    def unclipped_steps(self) -> int:
+        """Steps from the start that the ε-ball projection cannot act on (at most ``num_steps``).
+
+        After t steps of size α the perturbation is at most t·α, so while t·α < ε the projection
+        to the ε-ball changes nothing and the trajectory is the same for every larger ε. A margin
+        of 1e-3 grey levels keeps float rounding of x + δ − x from touching the bound.
+        """
+        return min(self.num_steps, max(0, int(math.floor((self.epsilon - 1e-3) / self.alpha))))
 
     def step_target(self, logits: torch.Tensor, labels: torch.Tensor,
                     target: Optional[torch.Tensor]) -> Tuple[torch.Tensor, float]:

@@ -81,12 +81,15 @@ class Runner:
         models: Restrict to these model names.
         progress: Show a progress bar.
         device: Torch device.
+        share_trajectories: Let the cells of an iterative FGSM entry share the steps their ε
+            grid has in common (identical results, fewer gradient passes).
     """
 
     def __init__(self, suite: Union[Suite, str, Path], results_dir: Union[str, Path] = 'results',
                  force: bool = False, models: Optional[Sequence[str]] = None,
-                 progress: bool = True, device: str = 'cpu'):
+                 progress: bool = True, device: str = 'cpu', share_trajectories: bool = True):
         self.suite = suite if isinstance(suite, Suite) else load_suite(suite)
+        self.share_trajectories = share_trajectories
         self.store = ResultStore(results_dir)
         self.force = force
         self.progress = progress
@@ -187,10 +190,12 @@ class Runner:
                          'gradient_images': 0, 'linf_max': 0.0}
                 outcomes.append(self._write(clean_key, ctx, None, data, clean.vs_ground_truth, None, None,
                                             stats, clean.wall_time))
-            for key, plan in attack_cells:
+            for group in _groups(attack_cells, self.share_trajectories):
+                key, plan = group[0]
                 if bar is not None:
-                    bar.set_description(f'{ctx.entry.name} {plan.attack.name} ε={key.epsilon:g}')
-                outcomes.append(self._run_cell(key, ctx, plan, data, clean, bar))
+                    eps = ','.join(f'{p.epsilon:g}' for _, p in group)
+                    bar.set_description(f'{ctx.entry.name} {plan.attack.name} ε={eps}')
+                outcomes += self._run_group(group, ctx, data, clean, bar)
         finally:
             if bar is not None:
                 bar.close()
@@ -208,57 +213,118 @@ class Runner:
             posthoc = builder.posthoc
         return ref, target, mask, posthoc
 
-    def _run_cell(self, key, ctx, plan, data, clean, bar):
-        model, attack, dataset = ctx.model, plan.attack, data.dataset
+    def _run_group(self, cells, ctx, data, clean, bar):
+        """Run cells of one suite entry together, batch by batch; returns their outcomes.
+
+        A group of iterative FGSM cells (same entry, several ε) shares its trajectory: with step α,
+        the first ⌊ε/α⌋ steps never touch the ε-ball, so they are the same for every ε ≥ that
+        many steps; the largest ε is attacked from scratch and each smaller ε continues from the
+        iterate where its own projection would first act (bit-identical to running it alone).
+        """
+        model, dataset = ctx.model, data.dataset
         num_classes = dataset.num_classes
-        torch.manual_seed(self.suite.seed)
-        t0 = time.time()
-        fwd0, grad0 = model.forward_images, model.gradient_images
-        gt_m, clean_m, target_m = [], [], []
-        info_all: Dict[str, List[np.ndarray]] = {}
-        linf = 0.0
+        cells = sorted(cells, key=lambda kp: -kp[1].epsilon)
+        acc = {key.cell_id: _CellAccumulator() for key, _ in cells}
+        plan0 = cells[0][1]
         offset = 0
         for images, labels, _ in dataset.batches(self.suite.batch_size):
             n = len(images)
             images = images.to(self.device)
             clean_pred = torch.from_numpy(np.stack(clean.pred[offset:offset + n]).astype(np.int64))
             ll = torch.from_numpy(np.stack(clean.least_likely[offset:offset + n]).astype(np.int64))
-            ref, target, mask, posthoc = self._reference_and_target(ctx, plan, labels, clean_pred)
-            mask = None if mask is None else mask.to(self.device)
-            result = attack.run(model, images, labels=ref.to(self.device),
-                                target=None if target is None else target.to(self.device),
-                                mask=None if posthoc else mask)
-            adv = result.adv
-            if posthoc:   # Fischer et al.: the finished perturbation, kept on the masked pixels only
-                adv = images + (adv - images) * mask[:, None].to(adv.dtype)
-            for name, values in result.info.items():
-                info_all.setdefault(name, []).append(np.asarray(values.detach().cpu()))
-            linf = max(linf, float((adv - images).abs().max()))
-            with torch.no_grad():
-                adv_pred = model.predict_labels(adv).cpu().numpy()
-            gt_m.append(metrics.batch_confusion_matrices(labels.numpy(), adv_pred, num_classes))
-            clean_m.append(metrics.batch_confusion_matrices(clean_pred.numpy(), adv_pred, num_classes))
-            if target is None and attack.targeted:
-                target = attack.reference_target(CleanMapsView(clean_pred, ll), ref)
-            if target is not None:
-                target_m.append(metrics.batch_confusion_matrices(target.cpu().numpy(), adv_pred, num_classes))
             offset += n
-            if bar is not None:
-                bar.update(n)
-        if linf > attack.epsilon + 1e-3:
-            raise RuntimeError(f'{key.describe()}: perturbation {linf:.4f} exceeds ε={attack.epsilon}; '
-                               'this is a bug in the attack')
-        stats = {'gradient_passes_per_image': attack.gradient_passes(),
-                 'forward_images': model.forward_images - fwd0,
-                 'gradient_images': model.gradient_images - grad0, 'linf_max': linf}
-        info = {name: np.concatenate(v) for name, v in info_all.items()}
-        if info:
-            stats['per_image_info'] = {name: {'mean': float(v.mean()), 'min': float(v.min()),
-                                              'max': float(v.max())} for name, v in info.items()}
-        artifact = ctx.artifacts.get(id(plan))
-        return self._write(key, ctx, plan, data, np.concatenate(gt_m), np.concatenate(clean_m),
-                           np.concatenate(target_m) if target_m else None, stats, time.time() - t0,
-                           info=info, artifact=artifact)
+            ref, target, mask, posthoc = self._reference_and_target(ctx, plan0, labels, clean_pred)
+            ref = ref.to(self.device)
+            target = None if target is None else target.to(self.device)
+            mask = None if mask is None else mask.to(self.device)
+            if len(cells) == 1:
+                torch.manual_seed(self.suite.seed)
+                a = acc[cells[0][0].cell_id]
+                t0, fwd0, grad0 = time.time(), model.forward_images, model.gradient_images
+                result = plan0.attack.run(model, images, labels=ref, target=target,
+                                          mask=None if posthoc else mask)
+                a.add_cost(time.time() - t0, model.forward_images - fwd0, model.gradient_images - grad0)
+                advs = {cells[0][0].cell_id: (result.adv, result.info)}
+            else:
+                advs = self._shared_trajectories(cells, acc, model, images, ref, target,
+                                                 None if posthoc else mask)
+            for key, plan in cells:
+                a = acc[key.cell_id]
+                adv, info = advs[key.cell_id]
+                t0, fwd0 = time.time(), model.forward_images
+                if posthoc:   # Fischer et al.: the finished perturbation, kept on the masked pixels only
+                    adv = images + (adv - images) * mask[:, None].to(adv.dtype)
+                for name, values in info.items():
+                    a.info.setdefault(name, []).append(np.asarray(values.detach().cpu()))
+                a.linf = max(a.linf, float((adv - images).abs().max()))
+                with torch.no_grad():
+                    adv_pred = model.predict_labels(adv).cpu().numpy()
+                a.gt.append(metrics.batch_confusion_matrices(labels.numpy(), adv_pred, num_classes))
+                a.clean.append(metrics.batch_confusion_matrices(clean_pred.numpy(), adv_pred, num_classes))
+                cell_target = target
+                if cell_target is None and plan.attack.targeted:
+                    cell_target = plan.attack.reference_target(CleanMapsView(clean_pred, ll), ref.cpu())
+                if cell_target is not None:
+                    a.target.append(metrics.batch_confusion_matrices(cell_target.cpu().numpy(), adv_pred,
+                                                                     num_classes))
+                a.add_cost(time.time() - t0, model.forward_images - fwd0, 0)
+                if bar is not None:
+                    bar.update(n)
+        outcomes = []
+        for key, plan in cells:
+            a = acc[key.cell_id]
+            if a.linf > plan.attack.epsilon + 1e-3:
+                raise RuntimeError(f'{key.describe()}: perturbation {a.linf:.4f} exceeds '
+                                   f'ε={plan.attack.epsilon}; this is a bug in the attack')
+            stats = {'gradient_passes_per_image': plan.attack.gradient_passes(),
+                     'forward_images': a.forward_images, 'gradient_images': a.gradient_images,
+                     'linf_max': a.linf}
+            if a.shared_steps:
+                stats['shared_gradient_passes_per_image'] = a.shared_steps
+            info = {name: np.concatenate(v) for name, v in a.info.items()}
+            if info:
+                stats['per_image_info'] = {name: {'mean': float(v.mean()), 'min': float(v.min()),
+                                                  'max': float(v.max())} for name, v in info.items()}
+            outcomes.append(self._write(key, ctx, plan, data, np.concatenate(a.gt), np.concatenate(a.clean),
+                                        np.concatenate(a.target) if a.target else None, stats, a.wall,
+                                        info=info, artifact=ctx.artifacts.get(id(plan))))
+        return outcomes
+
+    @staticmethod
+    def _shared_trajectories(cells, acc, model, images, ref, target, mask):
+        """Adversarial images of a shared-trajectory group (cells sorted by decreasing ε)."""
+        from attacks.base import Attack
+        leader = cells[0][1].attack
+        images = Attack._check_images(images)
+        ref = Attack._check_map(ref, images, 'labels')
+        target = None if target is None else Attack._check_map(target, images, 'target')
+        mask = None if mask is None else Attack._check_mask(mask, images)
+        starts = {key.cell_id: min(plan.attack.unclipped_steps(), leader.num_steps)
+                  for key, plan in cells[1:]}
+        wanted = set(starts.values())
+        snapshots = {0: images}
+        out = {}
+        with torch.enable_grad():
+            t0, fwd0, grad0 = time.time(), model.forward_images, model.gradient_images
+            x = images
+            for step, x in enumerate(leader.iterate(model, images, ref, target, mask), start=1):
+                if step in wanted:
+                    snapshots[step] = x
+            a = acc[cells[0][0].cell_id]
+            a.add_cost(time.time() - t0, model.forward_images - fwd0, model.gradient_images - grad0)
+            out[cells[0][0].cell_id] = (x.detach(), {})
+            for key, plan in cells[1:]:
+                s = starts[key.cell_id]
+                t0, fwd0, grad0 = time.time(), model.forward_images, model.gradient_images
+                x = snapshots[s]
+                for x in plan.attack.iterate(model, images, ref, target, mask, start=x,
+                                             num_steps=plan.attack.num_steps - s):
+                    pass
+                a = acc[key.cell_id]
+                a.add_cost(time.time() - t0, model.forward_images - fwd0, model.gradient_images - grad0)
+                a.shared_steps = s
+                out[key.cell_id] = (x.detach(), {})
+        return out
 
     # -- fitted attacks (universal / generative perturbations) ------------------------------------
     def artifact_path(self, entry, plan) -> Path:
@@ -338,6 +404,43 @@ class Runner:
         path = self.store.write(record, per_image)
         logger.info('%s: mIoU %.4f -> %s', key.describe(), record['metrics']['miou'] or float('nan'), path)
         return CellOutcome(key, path, 'computed', record['metrics']['miou'])
+
+
+class _CellAccumulator:
+    """Per-image matrices, statistics and costs of one cell while its batches run."""
+
+    def __init__(self):
+        self.gt, self.clean, self.target = [], [], []
+        self.info: Dict[str, List[np.ndarray]] = {}
+        self.linf = 0.0
+        self.wall = 0.0
+        self.forward_images = 0
+        self.gradient_images = 0
+        self.shared_steps = 0
+
+    def add_cost(self, wall, forward_images, gradient_images):
+        self.wall += wall
+        self.forward_images += forward_images
+        self.gradient_images += gradient_images
+
+
+def _groups(cells, share: bool):
+    """Cells of iterative FGSM entries grouped per suite entry (they share trajectories); every
+    other cell alone. Keeps the suite's order of entries."""
+    from attacks.ifgsm import IterativeFGSM
+    groups: Dict[int, list] = {}
+    order = []
+    for key, plan in cells:
+        attack = plan.attack
+        if share and isinstance(attack, IterativeFGSM) and not getattr(attack, 'requires_fit', False):
+            gid = id(plan.spec)
+        else:
+            gid = id(key)
+        if gid not in groups:
+            groups[gid] = []
+            order.append(gid)
+        groups[gid].append((key, plan))
+    return [groups[g] for g in order]
 
 
 class _DatasetRun:

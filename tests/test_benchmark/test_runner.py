@@ -86,7 +86,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(suite, tmp_path, mo
     Runner(suite, tmp_path / 'a', progress=False).run()
 
     calls = {'n': 0}
-    original = Runner._run_cell
+    original = Runner._run_group
 
     def flaky(self, *args, **kwargs):
         calls['n'] += 1
@@ -94,12 +94,12 @@ def test_resume_after_interruption_matches_uninterrupted_run(suite, tmp_path, mo
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Runner, '_run_cell', flaky)
+    monkeypatch.setattr(Runner, '_run_group', flaky)
     with pytest.raises(KeyboardInterrupt):
         Runner(suite, tmp_path / 'b', progress=False).run()
     assert len(list((tmp_path / 'b').rglob('*.json'))) == 3      # clean + 2 cells survived
     assert not list((tmp_path / 'b').rglob('.*.tmp'))             # no half-written files
-    monkeypatch.setattr(Runner, '_run_cell', original)
+    monkeypatch.setattr(Runner, '_run_group', original)
     outcomes = Runner(suite, tmp_path / 'b', progress=False).run()
     assert [o.status for o in outcomes].count('computed') == 2
 
@@ -136,3 +136,26 @@ def test_ground_truth_labels_change_cell_identity(synthetic_root, tiny_config, t
     b = make_suite(synthetic_root, tiny_config, tiny_checkpoint, attacks=['fgsm'], epsilons=[1],
                    label_source='ground_truth')
     assert {k.cell_id for k in a.cells('m')}.isdisjoint({k.cell_id for k in b.cells('m')})
+
+
+def test_shared_trajectories_give_identical_records_with_fewer_gradient_passes(
+        synthetic_root, tiny_config, tiny_checkpoint_diverse, tmp_path):
+    """Iterative FGSM cells of one entry share their first steps across the ε grid."""
+    suite = make_suite(synthetic_root, tiny_config, tiny_checkpoint_diverse,
+                       attacks=[dict(type='ifgsm'), dict(type='ifgsm_ll')], epsilons=[0.5, 1, 2, 4, 8])
+    Runner(suite, tmp_path / 'alone', progress=False, share_trajectories=False).run()
+    Runner(suite, tmp_path / 'shared', progress=False).run()
+    alone = {r['cell_id']: r for _, r in ResultStore(tmp_path / 'alone').iter_records()}
+    shared = {r['cell_id']: r for _, r in ResultStore(tmp_path / 'shared').iter_records()}
+    assert alone.keys() == shared.keys() and len(alone) == 11
+    for cell_id, rec in alone.items():
+        assert rec['confusion'] == shared[cell_id]['confusion'], rec['key']
+        assert rec['attack_stats']['linf_max'] == shared[cell_id]['attack_stats']['linf_max']
+    total = lambda recs: sum(r['attack_stats']['gradient_images'] for r in recs.values())  # noqa: E731
+    # alone: 4 images × (1 + 2 + 3 + 5 + 10) steps per attack; shared: 10 + 0 + 1 + 1 + 1 (ε=8 leads;
+    # ε=4 continues after 3 steps of the leader, ε=2 after 1, ε=1 after 0, ε=0.5 after 0)
+    assert total(alone) == 2 * 4 * (1 + 2 + 3 + 5 + 10)
+    assert total(shared) == 2 * 4 * (10 + (5 - 3) + (3 - 1) + 2 + 1)
+    eps4 = [r for r in shared.values() if r['key']['attack'] == 'ifgsm' and r['key']['epsilon'] == 4][0]
+    assert eps4['attack_stats']['shared_gradient_passes_per_image'] == 3
+    assert eps4['attack_stats']['gradient_passes_per_image'] == 5
