@@ -48,14 +48,20 @@ class IterativeFGSM(Attack):
     def gradient_passes(self) -> int:
         return self.num_steps
 
-    def unclipped_steps(self) -> int:
+    def unclipped_steps(self, exact: bool = False) -> int:
         """Steps from the start that the ε-ball projection cannot act on (at most ``num_steps``).
 
-        After t steps of size α the perturbation is at most t·α, so while t·α < ε the projection
-        to the ε-ball changes nothing and the trajectory is the same for every larger ε. A margin
-        of 1e-3 grey levels keeps float rounding of x + δ − x from touching the bound.
+        After t steps of size α the perturbation is at most t·α, so while t·α ≤ ε the projection
+        to the ε-ball changes nothing and the trajectory is the same for every larger ε.
+
+        Args:
+            exact: The arithmetic is exact (integer-valued images and an integer α: every iterate
+                is an integer, so ``x + δ − x`` is exactly ``δ``) and t·α = ε still leaves the
+                projection inactive. Otherwise a margin of 1e-3 grey levels keeps float rounding
+                from touching the bound.
         """
-        return min(self.num_steps, max(0, int(math.floor((self.epsilon - 1e-3) / self.alpha))))
+        bound = self.epsilon / self.alpha if exact else (self.epsilon - 1e-3) / self.alpha
+        return min(self.num_steps, max(0, int(math.floor(bound))))
 
     def step_target(self, logits: torch.Tensor, labels: torch.Tensor,
                     target: Optional[torch.Tensor]) -> Tuple[torch.Tensor, float]:

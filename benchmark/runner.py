@@ -299,7 +299,9 @@ class Runner:
         ref = Attack._check_map(ref, images, 'labels')
         target = None if target is None else Attack._check_map(target, images, 'target')
         mask = None if mask is None else Attack._check_mask(mask, images)
-        starts = {key.cell_id: min(plan.attack.unclipped_steps(), leader.num_steps)
+        exact = bool(torch.equal(images, images.round())) and all(
+            float(plan.attack.alpha).is_integer() for _, plan in cells)
+        starts = {key.cell_id: min(plan.attack.unclipped_steps(exact), leader.num_steps)
                   for key, plan in cells[1:]}
         wanted = set(starts.values())
         snapshots = {0: images}
@@ -322,7 +324,7 @@ class Runner:
                     pass
                 a = acc[key.cell_id]
                 a.add_cost(time.time() - t0, model.forward_images - fwd0, model.gradient_images - grad0)
-                a.shared_steps = s
+                a.shared_steps = s if a.shared_steps is None else min(a.shared_steps, s)
                 out[key.cell_id] = (x.detach(), {})
         return out
 
@@ -416,7 +418,7 @@ class _CellAccumulator:
         self.wall = 0.0
         self.forward_images = 0
         self.gradient_images = 0
-        self.shared_steps = 0
+        self.shared_steps = None
 
     def add_cost(self, wall, forward_images, gradient_images):
         self.wall += wall

@@ -64,7 +64,9 @@ def test_end_to_end_records_and_leaderboard(suite, tmp_path, tiny_config, tiny_c
         np.testing.assert_array_equal(per_image['vs_ground_truth'].sum(0), rec['confusion']['vs_ground_truth'])
         if name != 'clean0.0':
             assert rec['attack_stats']['linf_max'] <= rec['key']['epsilon'] + 1e-4
-            assert rec['attack_stats']['gradient_images'] == 4 * rec['attack_stats']['gradient_passes_per_image']
+            stats = rec['attack_stats']
+            assert stats['gradient_images'] == 4 * (stats['gradient_passes_per_image']
+                                                    - stats.get('shared_gradient_passes_per_image', 0))
             assert rec['provenance']['checkpoint_sha256'] is not None
         assert (rec['confusion']['vs_target'] is not None) == name.startswith('ifgsm_ll')
     assert records['ifgsm_ll4.0'][1]['attack_stats']['gradient_passes_per_image'] == 5
@@ -152,10 +154,41 @@ def test_shared_trajectories_give_identical_records_with_fewer_gradient_passes(
         assert rec['confusion'] == shared[cell_id]['confusion'], rec['key']
         assert rec['attack_stats']['linf_max'] == shared[cell_id]['attack_stats']['linf_max']
     total = lambda recs: sum(r['attack_stats']['gradient_images'] for r in recs.values())  # noqa: E731
-    # alone: 4 images × (1 + 2 + 3 + 5 + 10) steps per attack; shared: 10 + 0 + 1 + 1 + 1 (ε=8 leads;
-    # ε=4 continues after 3 steps of the leader, ε=2 after 1, ε=1 after 0, ε=0.5 after 0)
+    # alone: 4 images × (1 + 2 + 3 + 5 + 10) steps per attack. Shared (integer images, α = 1): ε = 8
+    # leads with 10 steps; ε = 4, 2, 1 continue after 4, 2, 1 of its steps; ε = 0.5 starts afresh
     assert total(alone) == 2 * 4 * (1 + 2 + 3 + 5 + 10)
-    assert total(shared) == 2 * 4 * (10 + (5 - 3) + (3 - 1) + 2 + 1)
+    assert total(shared) == 2 * 4 * (10 + (5 - 4) + (3 - 2) + (2 - 1) + 1)
     eps4 = [r for r in shared.values() if r['key']['attack'] == 'ifgsm' and r['key']['epsilon'] == 4][0]
-    assert eps4['attack_stats']['shared_gradient_passes_per_image'] == 3
+    assert eps4['attack_stats']['shared_gradient_passes_per_image'] == 4
     assert eps4['attack_stats']['gradient_passes_per_image'] == 5
+
+
+@pytest.mark.parametrize('integer_images', [True, False])
+def test_shared_trajectories_equal_separate_attacks(integer_images):
+    """Bit-identical to attacking every ε alone, with exact and with float-rounded arithmetic."""
+    from attacks import build_attack
+    from benchmark.runner import _CellAccumulator
+    from benchmark.suite import AttackPlan
+    from conftest import ToySegmenter
+    model = ToySegmenter(num_classes=5, seed=2)
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(3, 3, 10, 14, generator=g) * 255
+    if integer_images:
+        images = images.round()
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    spec = dict(type='ifgsm_ll')
+    cells = [(CellKeyStub(eps), AttackPlan(spec, eps, build_attack(spec, eps))) for eps in (16, 8, 3, 1, 0.5)]
+    acc = {key.cell_id: _CellAccumulator() for key, _ in cells}
+    model.forward_images = model.gradient_images = 0
+    out = Runner._shared_trajectories(cells, acc, model, images, labels, None, None)
+    for key, plan in cells:
+        alone = plan.attack(model, images, labels=labels)
+        assert torch.equal(out[key.cell_id][0], alone), plan.epsilon
+    expected = {8: 8, 3: 3, 1: 1, 0.5: 0} if integer_images else {8: 7, 3: 2, 1: 0, 0.5: 0}
+    assert {p.epsilon: acc[k.cell_id].shared_steps for k, p in cells[1:]} == expected
+
+
+class CellKeyStub:
+    def __init__(self, eps):
+        self.cell_id = f'eps{eps}'
