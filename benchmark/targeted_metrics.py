@@ -79,6 +79,21 @@ def fooling_rate(conf_clean) -> float:
     return float('nan') if np.isnan(agreement) else float(1.0 - agreement)
 
 
+def per_image_hiding(conf_clean_per_image, hidden_class: int):
+    """Per-image class pixels hidden and background preserved, ``(hidden, preserved)`` arrays.
+
+    Fischer et al. (Fig. 2) report the mean and standard deviation of these percentages over the
+    images; an image whose clean prediction has no pixel of the class (or only that class) gets
+    NaN in the corresponding array.
+    """
+    mats = np.asarray(conf_clean_per_image, dtype=np.int64)
+    if mats.ndim != 3 or mats.shape[1] != mats.shape[2]:
+        raise ValueError(f'per-image confusion matrices must be (N, C, C), got shape {mats.shape}')
+    hidden = np.array([class_pixels_hidden(m, hidden_class) for m in mats], dtype=float)
+    preserved = np.array([background_preserved(m, hidden_class) for m in mats], dtype=float)
+    return hidden, preserved
+
+
 def summarize_targeted(conf_clean=None, conf_target=None,
                        hidden_class: Optional[int] = None) -> Dict[str, Optional[float]]:
     """The targeted-attack metrics of one cell as JSON-friendly values (NaN → None).

@@ -26,6 +26,8 @@ from benchmark import metrics
 from benchmark.cells import CLEAN, CellKey
 from benchmark.errors import ResultsError
 from benchmark.store import ResultStore
+from benchmark.target_specs import hidden_class_of
+from benchmark.targeted_metrics import per_image_hiding
 
 ATTACK_LABELS = {'fgsm': 'FGSM', 'fgsm_ll': 'FGSM II', 'ifgsm': 'Iterative FGSM',
                  'ifgsm_ll': 'Iterative FGSM II', 'pgd': 'PGD', 'mifgsm': 'MI-FGSM', 'segpgd': 'SegPGD',
@@ -111,7 +113,16 @@ def load_results(results_dir: Union[str, Path]) -> pd.DataFrame:
         if (stated is None) != math.isnan(miou) or (stated is not None and abs(stated - miou) > 1e-9):
             raise ResultsError(f'{path}: stated mIoU {stated} differs from the one its confusion '
                                f'matrix gives ({miou}); the record is corrupt')
+        hiding = {}
+        hidden_class = hidden_class_of(key.params)
+        if hidden_class is not None and rec.get('per_image') and conf['vs_clean'] is not None:
+            per_image = store.read_per_image(path, rec)['vs_clean']
+            for name, values in zip(('hidden', 'preserved'), per_image_hiding(per_image, hidden_class)):
+                values = values[~np.isnan(values)]
+                hiding[f'{name}_image_mean'] = float(values.mean()) if len(values) else np.nan
+                hiding[f'{name}_image_sd'] = float(values.std()) if len(values) else np.nan
         rows.append({
+            **hiding,
             'suite': key.suite, 'dataset': key.dataset, 'model': key.model, 'attack': key.attack,
             'epsilon': key.epsilon, 'source_model': key.source_model, 'scale': key.scale,
             'label_source': key.label_source, 'params': str(key.params), 'cell_id': key.cell_id,
@@ -121,6 +132,7 @@ def load_results(results_dir: Union[str, Path]) -> pd.DataFrame:
                                      if conf['vs_clean'] is not None else np.nan),
             'targeted_success_rate': (metrics.pixel_accuracy(np.asarray(conf['vs_target']))
                                       if conf['vs_target'] is not None else np.nan),
+            'has_target_map': 'target' in key.params,
             'spec': json.dumps(rec['provenance'].get('attack_spec') or {}, sort_keys=True),
             'fooling_rate': rec['metrics'].get('fooling_rate', np.nan),
             'class_pixels_hidden': rec['metrics'].get('class_pixels_hidden', np.nan),
@@ -189,12 +201,20 @@ TARGETED_COLUMNS = {'targeted_success_rate': 'success rate', 'class_pixels_hidde
 
 
 def targeted_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Cells of targeted attacks (those with a target map): one row per model, variant and ε."""
-    rows = df[(df.attack != CLEAN) & df.targeted_success_rate.notna()]
+    """Cells of attacks towards a target map (a suite's ``target=``): one row per model, variant, ε.
+
+    (Least-likely attacks also have a target, the clean image's least-likely classes; their success
+    rate is in the CSV.)"""
+    rows = df[(df.attack != CLEAN) & df.has_target_map & df.targeted_success_rate.notna()]
     if rows.empty:
         return pd.DataFrame()
     cols = [c for c in TARGETED_COLUMNS if rows[c].notna().any()]
     table = rows[['model', 'variant', 'epsilon'] + cols].rename(columns=TARGETED_COLUMNS)
+    for name, label in (('hidden', 'hidden per image'), ('preserved', 'preserved per image')):
+        if f'{name}_image_mean' in rows and rows[f'{name}_image_mean'].notna().any():
+            table[f'{label} (mean ± sd)'] = [
+                '–' if np.isnan(m) else f'{100 * m:.1f} ± {100 * sd:.1f}'
+                for m, sd in zip(rows[f'{name}_image_mean'], rows[f'{name}_image_sd'])]
     return table.sort_values(['variant', 'model', 'epsilon'], ignore_index=True)
 
 
@@ -216,7 +236,8 @@ def markdown_table(table: pd.DataFrame) -> str:
         cells = []
         for c in cols:
             v = r[c]
-            cells.append(str(v) if c in ('model', 'rank', 'variant') else _fmt(v, pct=c != 'epsilon'))
+            cells.append(str(v) if c in ('model', 'rank', 'variant') or isinstance(v, str)
+                         else _fmt(v, pct=c != 'epsilon'))
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
@@ -267,7 +288,7 @@ def plot_iou_ratio(df: pd.DataFrame, path: Union[str, Path], title: str = '') ->
 def plot_targeted(df: pd.DataFrame, path: Union[str, Path], title: str = '') -> Optional[Path]:
     """Targeted metrics against ε, one panel per targeted attack variant (Fischer et al. Fig. 2
     style: class pixels hidden and background preserved; success rate for static targets)."""
-    rows = df[(df.attack != CLEAN) & df.targeted_success_rate.notna()]
+    rows = df[(df.attack != CLEAN) & df.has_target_map & df.targeted_success_rate.notna()]
     variants = [v for v in _variant_order(rows) if rows[rows.variant == v].epsilon.nunique() > 1]
     if not variants:
         return None

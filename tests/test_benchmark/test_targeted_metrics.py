@@ -67,3 +67,14 @@ def test_summary_and_validation():
         class_pixels_hidden(CONF_CLEAN, 4)
     with pytest.raises(ValueError, match='square'):
         fooling_rate(np.zeros((2, 3)))
+
+
+def test_per_image_hiding_on_hand_made_matrices():
+    from benchmark.targeted_metrics import per_image_hiding
+    a = np.array([[8, 2, 0], [3, 1, 0], [0, 0, 6]])     # class 1: 4 clean pixels, 3 now hidden
+    b = np.array([[5, 0, 0], [0, 0, 0], [1, 0, 4]])     # no pixel of class 1 in the clean prediction
+    hidden, preserved = per_image_hiding(np.stack([a, b]), hidden_class=1)
+    assert hidden[0] == pytest.approx(3 / 4) and np.isnan(hidden[1])
+    assert preserved.tolist() == pytest.approx([14 / 16, 9 / 10])
+    with pytest.raises(ValueError, match=r'\(N, C, C\)'):
+        per_image_hiding(a, hidden_class=1)
