@@ -63,6 +63,14 @@ def train_demo_model(entry: ModelEntry, work_dir: Optional[Path] = None, max_ite
         for sched in cfg.param_scheduler:
             sched['begin'] = int(round(sched.get('begin', 0) * scale))
             sched['end'] = max(sched['begin'] + 1, int(round(sched['end'] * scale)))
+    if cfg.get('load_from') and not Path(cfg.load_from).is_absolute():
+        # a demo model fine-tuned from another demo model's committed weights (e.g. CRF-RNN from FCN)
+        start = REPO_ROOT / cfg.load_from
+        if not start.is_file():
+            from benchmark.errors import CheckpointError
+            raise CheckpointError(f'{entry.name} starts from {cfg.load_from}, which does not exist; '
+                                  'train that demo model first (tools/train_demo_zoo.py)')
+        cfg.load_from = str(start)
     cfg.randomness = dict(seed=seed, deterministic=False)
     cfg.default_hooks.pop('visualization', None)
     # mmengine keeps one global visualizer per name: a fresh name per run lets one process train
