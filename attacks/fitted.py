@@ -10,7 +10,7 @@ held-out images, possibly by later runs and other processes that load the artifa
     attack.save('results/suite/artifacts/universal.pt', metadata={'model': 'fcn_...'})
     ...
     attack = UniversalPerturbation(epsilon=10, tile_size=(32, 32)).load('.../universal.pt')
-    adv = attack(model, images)                # applies the stored perturbation
+    adv = attack.apply(images)                 # the stored perturbation; attack(model, images) too
 
 Artifacts are ``torch.save`` files holding only tensors and one JSON string, so :meth:`load` uses
 ``torch.load(weights_only=True)`` (no arbitrary unpickling). They record the attack's name, ε and
@@ -79,6 +79,17 @@ class FittedAttack(Attack):
         if not self.fitted:
             raise RuntimeError(f'{self.name}: the attack is not fitted; call fit(model, batches) on a '
                                'training split or load(path) of a stored artifact before applying it')
+
+    def apply(self, images: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The adversarial images of a fitted attack; no model needed (the perturbation, or the
+        generator that makes it, was fitted beforehand)."""
+        self.check_fitted()
+        images = self._check_images(images)
+        if mask is not None:
+            mask = self._check_mask(mask, images)
+        with torch.no_grad():
+            out = self.perturb(None, images, None, None, mask)
+        return (out.adv if hasattr(out, 'adv') else out).detach()
 
     # -- artifacts -----------------------------------------------------------------------------
     def artifact_metadata(self) -> Dict[str, Any]:

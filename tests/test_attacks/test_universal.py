@@ -394,3 +394,16 @@ def test_load_state_dict_validates(targeted_fit):
     attack.load_state_dict(targeted_fit.state_dict())
     assert torch.equal(attack.proto_perturbation, targeted_fit.proto_perturbation)
     assert math.isclose(float(attack.proto_perturbation.abs().max()), 10.0)
+
+
+def test_apply_needs_no_model_and_equals_the_call():
+    from attacks.universal import STATE_KEY
+    attack = UniversalPerturbation(epsilon=4, tile_size=(3, 5))
+    g = torch.Generator().manual_seed(0)
+    proto = (torch.rand(3, 3, 5, generator=g) * 8 - 4).round()
+    attack.load_state_dict({STATE_KEY: proto})
+    images = (torch.rand(2, 3, 7, 11, generator=g) * 255).round()
+    adv = attack.apply(images)
+    assert torch.equal(adv, attack(lambda x: torch.zeros(len(x), 2, *x.shape[-2:]), images,
+                                   labels=torch.zeros(2, 7, 11, dtype=torch.long)))
+    assert torch.equal(adv[:, :, :3, :5], (images[:, :, :3, :5] + proto).clamp(0, 255))
