@@ -58,7 +58,7 @@ Call graph of :class:`CRFRNN`::
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -90,6 +90,16 @@ def pixel_grid(height: int, width: int, device=None, dtype=torch.float32) -> Ten
     return torch.stack([xx, yy]).unsqueeze(0)
 
 
+def _to_flat(values: Tensor) -> Tensor:
+    """``(N, C, H, W)`` -> ``(N H W, C)`` (pixels as rows, channels as columns)."""
+    return values.permute(0, 2, 3, 1).reshape(-1, values.shape[1])
+
+
+def _from_flat(flat: Tensor, n: int, h: int, w: int) -> Tensor:
+    """``(N H W, C)`` -> contiguous ``(N, C, H, W)``."""
+    return flat.reshape(n, h, w, -1).permute(0, 3, 1, 2).contiguous()
+
+
 class GaussianKernel:
     """A Gaussian filter on fixed features with DenseCRF's normalisation, for repeated use.
 
@@ -99,6 +109,9 @@ class GaussianKernel:
             images only).
         normalization: ``'mean'`` (``K q / K 1``, crfasrnn), ``'symmetric'``
             (``D^-1/2 K D^-1/2 q``) or ``'none'`` (``K q``).
+
+    Call it on ``(N, C, H, W)`` maps, or use :meth:`flat` on ``(N H W, C)`` matrices (the
+    layout the mean-field loop runs in; no transposes per filtering).
     """
 
     def __init__(self, features: Tensor, backend: str = 'lattice', normalization: str = 'mean'):
@@ -106,32 +119,47 @@ class GaussianKernel:
         _check_choice('normalization', normalization, _NORMALIZATIONS)
         self.normalization = normalization
         features = features.detach()
+        self.height, self.width = features.shape[-2:]
         self.lattice: Optional[PermutohedralLattice] = None
+        self.kernel: Optional[Tensor] = None
         if backend == 'lattice':
             self.lattice = PermutohedralLattice(features)
-            self._raw: Callable[[Tensor], Tensor] = self.lattice.filter
+            # the normalisation is folded into the lattice's splat/slice weights
+            self.operator = self.lattice.operator(normalization)
             norm = self.lattice.norm
         else:
-            kernel = dense_kernel(features)  # (N, P, P) float64
-            h, w = features.shape[-2:]
-
-            def raw(v: Tensor) -> Tensor:
-                n, c = v.shape[:2]
-                out = torch.matmul(v.reshape(n, c, h * w).to(kernel.dtype), kernel.transpose(1, 2))
-                return out.reshape(n, c, h, w).to(v.dtype)
-
-            self._raw = raw
-            norm = 1.0 / (kernel.sum(2).reshape(-1, 1, h, w) + _NORM_EPS)
+            self.kernel = dense_kernel(features)  # (N, P, P) float64
+            h, w = self.height, self.width
+            norm = 1.0 / (self.kernel.sum(2).reshape(-1, 1, h, w) + _NORM_EPS)
         self.norm = norm.to(features.dtype if features.is_floating_point() else torch.float32)
         self.sqrt_norm = self.norm.sqrt()
 
-    def __call__(self, values: Tensor) -> Tensor:
+    def _dense_raw(self, flat: Tensor) -> Tensor:
+        k = self.kernel
+        v = flat.reshape(-1, self.height * self.width, flat.shape[1]).to(k.dtype)
+        return torch.matmul(k, v).reshape(flat.shape).to(flat.dtype)  # out_i = sum_j K_ij v_j
+
+    def flat(self, values: Tensor) -> Tensor:
+        """Filter ``(N H W, C)`` values (rows in ``(image, y, x)`` order)."""
+        if self.lattice is not None:
+            return self.operator.apply_flat(values)
+        norm = self.norm.reshape(-1, self.height * self.width, 1)
+        n = values.shape[0] // (self.height * self.width)
         if self.normalization == 'mean':
-            return self._raw(values) * self.norm.to(values.dtype)
-        if self.normalization == 'symmetric':
-            s = self.sqrt_norm.to(values.dtype)
-            return self._raw(values * s) * s
-        return self._raw(values)
+            out = self._dense_raw(values).reshape(n, -1, values.shape[1]) * norm.to(values.dtype)
+        elif self.normalization == 'symmetric':
+            s = self.sqrt_norm.reshape(-1, self.height * self.width, 1).to(values.dtype)
+            v = (values.reshape(n, -1, values.shape[1]) * s).reshape(values.shape)
+            out = self._dense_raw(v).reshape(n, -1, values.shape[1]) * s
+        else:
+            return self._dense_raw(values)
+        return out.reshape(values.shape)
+
+    def __call__(self, values: Tensor) -> Tensor:
+        n, _, h, w = values.shape
+        if self.lattice is not None:
+            self.lattice._check_values(values)
+        return _from_flat(self.flat(_to_flat(values)), n, h, w)
 
 
 class SeparableSpatialKernel:
@@ -147,6 +175,7 @@ class SeparableSpatialKernel:
                  device=None, dtype=torch.float32):
         _check_choice('normalization', normalization, _NORMALIZATIONS)
         self.normalization = normalization
+        self.height, self.width = height, width
         self.radius = r = max(1, int(math.ceil(4.0 * theta)))
         x = torch.arange(-r, r + 1, device=device, dtype=dtype)
         self.taps = torch.exp(-0.5 * (x / theta) ** 2)
@@ -162,7 +191,19 @@ class SeparableSpatialKernel:
         x = F.conv2d(x, k.view(1, 1, -1, 1), padding=(self.radius, 0))
         return x.reshape(n, c, h, w)
 
-    __call__ = GaussianKernel.__call__
+    def __call__(self, values: Tensor) -> Tensor:
+        if self.normalization == 'mean':
+            return self._raw(values) * self.norm.to(values.dtype)
+        if self.normalization == 'symmetric':
+            s = self.sqrt_norm.to(values.dtype)
+            return self._raw(values * s) * s
+        return self._raw(values)
+
+    def flat(self, values: Tensor) -> Tensor:
+        """Filter ``(N H W, C)`` values (rows in ``(image, y, x)`` order)."""
+        h, w = self.height, self.width
+        out = self(_from_flat(values, values.shape[0] // (h * w), h, w))
+        return _to_flat(out)
 
 
 @MODELS.register_module()
@@ -290,13 +331,19 @@ class MeanFieldCRF(nn.Module):
         if iters == 0:
             return unary
         spatial, bilateral = self.kernels(image)
-        logits = unary
+        n, c, h, w = unary.shape
+        # The loop runs on (N H W, C) matrices, the layout the lattice's sparse products take,
+        # so nothing is transposed per iteration. The 1x1 convolutions become products with
+        # the (C, C) matrices, with the compatibility folded into the kernel weights:
+        # logits = U - μ (W_G Q~_G + W_B Q~_B) = U + Q~_G (-μ W_G)^T + Q~_B (-μ W_B)^T.
+        mix_g = -(self.compatibility_matrix @ self.spatial_ker_weights).to(unary.dtype)
+        mix_b = -(self.compatibility_matrix @ self.bilateral_ker_weights).to(unary.dtype)
+        u = _to_flat(unary).contiguous()
+        logits = u
         for _ in range(iters):
             q = torch.softmax(logits, dim=1)
-            msg = self._mix(self.spatial_ker_weights, spatial(q)) + \
-                self._mix(self.bilateral_ker_weights, bilateral(q))
-            logits = unary - self._mix(self.compatibility_matrix, msg)
-        return logits
+            logits = u + F.linear(spatial.flat(q), mix_g) + F.linear(bilateral.flat(q), mix_b)
+        return _from_flat(logits, n, h, w)
 
 
 @MODELS.register_module()

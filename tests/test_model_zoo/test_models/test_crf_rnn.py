@@ -61,6 +61,55 @@ def test_lattice_layer_matches_dense_layer(kwargs, tol_logits, tol_prob):
     assert not torch.allclose(a, unary)  # the CRF did change the unaries
 
 
+def reference_mean_field(crf: MeanFieldCRF, unary, image, iters):
+    """crfasrnn's update written directly with (N, C, H, W) maps and 1x1 convolutions."""
+    spatial, bilateral = crf.kernels(image)
+    logits = unary
+    for _ in range(iters):
+        q = torch.softmax(logits, dim=1)
+        msg = crf._mix(crf.spatial_ker_weights, spatial(q)) + \
+            crf._mix(crf.bilateral_ker_weights, bilateral(q))
+        logits = unary - crf._mix(crf.compatibility_matrix, msg)
+    return logits
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(),
+    dict(normalization='symmetric', theta_alpha=5.0, theta_beta=20.0),
+    dict(normalization='none', spatial_weight=0.3, bilateral_weight=0.2),
+    dict(spatial_filter='separable'),
+    dict(backend='dense', theta_alpha=5.0, theta_beta=20.0),
+    dict(backend='dense', normalization='symmetric'),
+])
+def test_flat_mean_field_loop_matches_reference(kwargs):
+    """The layer's loop on (N H W, C) matrices (compatibility folded into the kernel weights)
+    equals the plain NCHW formulation, values and gradients (unary and parameters), batch of 2."""
+    h, w, c = 9, 11, 4
+    img = torch.cat([piecewise_image(h, w, noise=3.0, dtype=torch.float64),
+                     piecewise_image(h, w, noise=8.0, seed=3, dtype=torch.float64).flip(-1)])
+    unary = torch.cat([random_unary(c, h, w, dtype=torch.float64),
+                       random_unary(c, h, w, seed=2, dtype=torch.float64)])
+    crf = MeanFieldCRF(c, num_iter_test=4, **kwargs).double().eval()
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():  # a general (non-Potts, non-diagonal) parametrisation
+        for p in crf.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    weights = torch.rand(unary.shape, generator=g, dtype=torch.float64)
+    results = []
+    for fn in (lambda u: crf(u, img), lambda u: reference_mean_field(crf, u, img, 4)):
+        u = unary.clone().requires_grad_(True)
+        crf.zero_grad()
+        out = fn(u)
+        (out * weights).sum().backward()
+        results.append((out.detach(), u.grad, [p.grad.clone() for p in crf.parameters()]))
+    (a, ga, pa), (b, gb, pb) = results
+    assert a.shape == b.shape and a.is_contiguous()
+    torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(ga, gb, rtol=1e-10, atol=1e-10)
+    for x, y in zip(pa, pb):
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-10)
+
+
 def test_separable_spatial_kernel_is_exact():
     from model_zoo.models.crf_rnn import GaussianKernel
     g = torch.Generator().manual_seed(0)

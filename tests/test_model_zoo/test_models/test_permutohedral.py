@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import model_zoo.models.permutohedral as permutohedral
 from model_zoo.models.permutohedral import (PermutohedralLattice, dense_gaussian_filter,
                                             dense_kernel, permutohedral_filter)
 
@@ -244,3 +245,122 @@ def test_dense_kernel_exclude_self():
     assert torch.allclose(torch.diagonal(k[0]), torch.ones(12, dtype=k.dtype))
     assert torch.allclose(torch.diagonal(dense_kernel(feats, exclude_self=True)[0]),
                           torch.zeros(12, dtype=k.dtype))
+
+
+# -- fast paths: NumPy construction, folded normalisation, multiplied-out operator ---------------
+def _matrices(lattice):
+    return [lattice.splat, lattice.slice, *lattice.blur]
+
+
+def _csr_parts(mat):
+    return mat.crow_indices().long(), mat.col_indices().long(), mat.values()
+
+
+def _feature_cases(dtype):
+    g = torch.Generator().manual_seed(5)
+    return [(torch.rand(2, 5, 9, 11, generator=g) * 4).to(dtype),               # batch, d = 5
+            torch.randint(0, 3, (1, 3, 8, 9), generator=g).to(dtype),          # many ties
+            (torch.rand(1, 2, 12, 7, generator=g) * 2).to(dtype),
+            (torch.rand(1, 1, 5, 6, generator=g) * 3).to(dtype),               # d = 1
+            (torch.rand(1, 5, 10, 12, generator=g) * 30).to(dtype)]            # sparse lattice
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_numpy_and_torch_construction_agree(monkeypatch, dtype):
+    """On CPU the lattice is built with NumPy sorts/searches; the torch ops (used on other
+    devices) must give exactly the same matrices, and both valid CSR (sorted, distinct columns)."""
+    for feats in _feature_cases(dtype):
+        fast = PermutohedralLattice(feats)
+        monkeypatch.setattr(permutohedral, '_USE_NUMPY', False)
+        slow = PermutohedralLattice(feats)
+        monkeypatch.setattr(permutohedral, '_USE_NUMPY', True)
+        assert fast.num_vertices == slow.num_vertices
+        for a, b in zip(_matrices(fast), _matrices(slow)):
+            for x, y in zip(_csr_parts(a), _csr_parts(b)):
+                assert torch.equal(x, y)
+            torch._validate_sparse_csr_tensor_args(*_csr_parts(a), a.shape)
+        assert torch.equal(fast.norm, slow.norm)
+
+
+def test_folded_normalisations_match_explicit_scaling():
+    """Normalisations folded into the splat/slice weights equal scaling around the raw filter,
+    and their backward passes are exact (gradcheck through the transposed chains)."""
+    g = torch.Generator().manual_seed(6)
+    feats = torch.rand((1, 5, 6, 7), generator=g, dtype=torch.float64) * 3
+    lattice = PermutohedralLattice(feats)
+    v = torch.rand((1, 3, 6, 7), generator=g, dtype=torch.float64, requires_grad=True)
+    raw = lattice.operator('none')(v)
+    torch.testing.assert_close(raw, dense_like_chain(lattice, v), rtol=1e-12, atol=1e-12)
+    norm = lattice.norm
+    torch.testing.assert_close(lattice.operator('mean')(v), raw * norm, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(lattice.filter(v, normalize=True), raw * norm, rtol=1e-12,
+                               atol=1e-14)
+    s = norm.sqrt()
+    torch.testing.assert_close(lattice.operator('symmetric')(v),
+                               lattice.operator('none')(v * s) * s, rtol=1e-12, atol=1e-14)
+    for name in ('none', 'mean', 'symmetric'):
+        assert torch.autograd.gradcheck(lambda x: lattice.operator(name)(x), (v,))
+    with pytest.raises(ValueError, match='normalization'):
+        lattice.operator('other')
+
+
+def dense_like_chain(lattice, v):
+    """alpha slice B_d ... B_0 splat v with dense matrices."""
+    n, c, h, w = v.shape
+    x = v.permute(0, 2, 3, 1).reshape(-1, c)
+    x = lattice.splat.to_dense() @ x
+    for b in lattice.blur:
+        x = b.to_dense() @ x
+    x = lattice.alpha * (lattice.slice.to_dense() @ x)
+    return x.reshape(n, h, w, c).permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize('normalization', ['none', 'mean', 'symmetric'])
+def test_multiplied_out_operator_matches_chain(monkeypatch, normalization):
+    """A sparse lattice (few shared vertices) filters with the chain multiplied out into one
+    (P, P) matrix: same outputs and gradients as the chain of d + 3 products."""
+    g = torch.Generator().manual_seed(7)
+    feats = torch.rand((2, 5, 8, 9), generator=g, dtype=torch.float64) * 30
+    monkeypatch.setattr(permutohedral, '_COMPOSE_MIN_VERTICES_PER_POINT', float('inf'))
+    chain = PermutohedralLattice(feats)
+    monkeypatch.setattr(permutohedral, '_COMPOSE_MIN_VERTICES_PER_POINT', 0.0)
+    comp = PermutohedralLattice(feats)
+    assert chain.composed() is None and chain.composed(True) is None
+    assert comp.composed() is not None
+    torch.testing.assert_close(comp.composed(True).to_dense(), comp.composed().to_dense().T)
+    v = torch.rand((2, 3, 8, 9), generator=g, dtype=torch.float64)
+    u = torch.rand((2, 3, 8, 9), generator=g, dtype=torch.float64)
+    outs, grads = [], []
+    for lattice in (chain, comp):
+        x = v.clone().requires_grad_(True)
+        out = lattice.operator(normalization)(x)
+        (out * u).sum().backward()
+        outs.append(out.detach())
+        grads.append(x.grad)
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-12, atol=1e-14)
+
+
+def test_multiplied_out_operator_abandoned_for_dense_kernels(monkeypatch):
+    """A smooth (spatial) lattice's multiplied-out kernel has far more entries than the chain:
+    the attempt stops and the chain is used."""
+    monkeypatch.setattr(permutohedral, '_COMPOSE_MIN_VERTICES_PER_POINT', 0.0)
+    ys, xs = torch.meshgrid(torch.arange(20.), torch.arange(30.), indexing='ij')
+    lattice = PermutohedralLattice(torch.stack([xs, ys]).unsqueeze(0) / 3.0)
+    assert lattice.composed() is None and lattice.composed(True) is None
+    v = torch.rand(1, 2, 20, 30)
+    torch.testing.assert_close(lattice.filter(v), dense_like_chain(lattice, v))
+
+
+def test_flat_operator_broadcasts_one_lattice_over_images():
+    """apply_flat on (N H W, C) rows with a lattice built from one image filters each image."""
+    g = torch.Generator().manual_seed(8)
+    lattice = PermutohedralLattice(torch.rand((1, 3, 5, 6), generator=g) * 2)
+    vals = torch.rand((3, 2, 5, 6), generator=g)
+    op = lattice.operator('mean')
+    flat = op.apply_flat(vals.permute(0, 2, 3, 1).reshape(-1, 2))
+    for b in range(3):
+        torch.testing.assert_close(flat[b * 30:(b + 1) * 30].T.reshape(1, 2, 5, 6),
+                                   op(vals[b:b + 1]))
+    with pytest.raises(ValueError, match='batch'):
+        PermutohedralLattice(torch.rand(2, 2, 4, 4)).operator().apply_flat(torch.rand(48, 1))
