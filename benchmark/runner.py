@@ -9,6 +9,11 @@ For each model of a suite it
    (adversarial prediction vs. ground truth, vs. the clean prediction, vs. the attack target),
 4. writes one record per cell atomically as soon as the cell is done.
 
+With ``jobs > 1`` the models run in that many worker processes at once (each with its share of
+the CPU threads), which uses a multi-core CPU better than one process whose small convolutions
+and sparse products do not scale over all cores. Every worker writes its own model's records;
+the results are the same as a sequential run.
+
 A run stopped at any point loses at most the cell in progress; the next run resumes with the
 first cell not stored. A stored cell computed on a different image list is refused rather than
 silently mixed.
@@ -54,14 +59,15 @@ class CleanMaps:
     wall_time: float = 0.0
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def _progress(total: int, desc: str, enabled: bool, position: Optional[int] = None):
     if not enabled:
         return None
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
         return None
-    return tqdm(total=total, desc=desc, unit='img', dynamic_ncols=True, leave=True)
+    return tqdm(total=total, desc=desc, unit='img', dynamic_ncols=True, leave=position is None,
+                position=position)
 
 
 def _config_hash(suite: Suite, entry, attack_spec: Optional[dict]) -> str:
@@ -83,13 +89,29 @@ class Runner:
         device: Torch device.
         share_trajectories: Let the cells of an iterative FGSM entry share the steps their ε
             grid has in common (identical results, fewer gradient passes).
+        jobs: Run this many models at once in worker processes (CPU only; default: the suite's
+            ``jobs``, itself 1 by default). Each worker gets
+            ``torch.get_num_threads() // jobs`` threads (at least one). Models start in suite
+            order, so list the most expensive first.
     """
 
     def __init__(self, suite: Union[Suite, str, Path], results_dir: Union[str, Path] = 'results',
                  force: bool = False, models: Optional[Sequence[str]] = None,
-                 progress: bool = True, device: str = 'cpu', share_trajectories: bool = True):
+                 progress: bool = True, device: str = 'cpu', share_trajectories: bool = True,
+                 jobs: Optional[int] = None, _bar_position: Optional[int] = None):
         self.suite = suite if isinstance(suite, Suite) else load_suite(suite)
         self.share_trajectories = share_trajectories
+        jobs = self.suite.jobs if jobs is None else jobs
+        if int(jobs) < 1:
+            from .errors import ConfigError
+            raise ConfigError(f'jobs must be a positive number of worker processes, got {jobs}')
+        if int(jobs) > 1 and torch.device(device).type != 'cpu':
+            from .errors import ConfigError
+            raise ConfigError(f'jobs > 1 runs models in parallel CPU processes; with device '
+                              f'{device!r} use jobs=1')
+        self.jobs = int(jobs)
+        self._bar_position = _bar_position
+        self.results_dir = Path(results_dir)
         self.store = ResultStore(results_dir)
         self.force = force
         self.progress = progress
@@ -113,6 +135,7 @@ class Runner:
         if self.suite.fit_dataset is not None:
             datasets[FIT] = _DatasetRun(build_eval_dataset(self.suite.fit_dataset))
         outcomes: List[CellOutcome] = []
+        todo = []
         for entry in self.entries:
             cells = self.suite.cell_plans(entry.name)
             pending = []
@@ -131,7 +154,50 @@ class Runner:
             if not pending:
                 logger.info('%s: all %d cells stored', entry.name, len(cells))
                 continue
+            todo.append((entry, pending))
+        if self.jobs > 1 and len(todo) > 1:
+            return outcomes + self._run_parallel([entry for entry, _ in todo])
+        for entry, pending in todo:
             outcomes.extend(self._run_model(entry, datasets, pending))
+        return outcomes
+
+    def _run_parallel(self, entries) -> List[CellOutcome]:
+        """Run ``entries`` in ``self.jobs`` worker processes, one model per task.
+
+        A failing model does not stop the others: every worker finishes (its records are
+        written as it goes), then the first error is raised.
+        """
+        import contextlib
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        jobs = min(self.jobs, len(entries))
+        threads = max(1, torch.get_num_threads() // jobs)
+        logger.info('running %d models in %d worker processes, %d thread(s) each',
+                    len(entries), jobs, threads)
+        mp = multiprocessing.get_context('spawn')
+        outcomes: List[CellOutcome] = []
+        errors = []
+        with contextlib.ExitStack() as stack:
+            slots = None  # progress-bar rows, handed from one worker's model to the next
+            if self.progress:
+                slots = stack.enter_context(mp.Manager()).Queue()
+                for position in range(jobs):
+                    slots.put(position)
+            pool = stack.enter_context(ProcessPoolExecutor(jobs, mp_context=mp))
+            futures = [pool.submit(_run_model_worker, self.suite, str(self.results_dir), self.force,
+                                   entry.name, self.progress, str(self.device),
+                                   self.share_trajectories, threads, slots,
+                                   logging.getLogger().getEffectiveLevel())
+                       for entry in entries]
+            for entry, future in zip(entries, futures):
+                try:
+                    outcomes.extend(future.result())
+                except Exception as e:  # noqa: BLE001 - re-raised below, after the others finish
+                    logger.error('%s failed: %s', entry.name, e)
+                    errors.append(e)
+        if errors:
+            raise errors[0]
         return outcomes
 
     # -----------------------------------------------------------------------------------------
@@ -182,7 +248,7 @@ class Runner:
         clean_key = next((k for k, p in cells if p is None), None)
         outcomes = []
         total = len(data.dataset) * ((id(data) not in ctx.clean) + len(attack_cells))
-        bar = _progress(total, ctx.entry.name, self.progress)
+        bar = _progress(total, ctx.entry.name, self.progress, self._bar_position)
         try:
             clean = self._clean_maps(ctx, data, bar)
             if clean_key is not None:
@@ -343,7 +409,8 @@ class Runner:
     def _fit_attacks(self, ctx, data, plans):
         """Fit every fitted attack on the fitting split and store it, or load its stored artifact."""
         from attacks.fitted import FitBatch, read_artifact_metadata
-        bar = _progress(len(data.dataset), f'{ctx.entry.name} clean (fitting split)', self.progress)
+        bar = _progress(len(data.dataset), f'{ctx.entry.name} clean (fitting split)', self.progress,
+                        self._bar_position)
         try:
             clean = self._clean_maps(ctx, data, bar)
         finally:
@@ -490,6 +557,24 @@ class CleanMapsView:
 
     pred: torch.Tensor            # (N, H, W) int64
     least_likely: torch.Tensor    # (N, H, W) int64
+
+
+def _run_model_worker(suite, results_dir, force, model, progress, device, share, threads, slots,
+                      log_level):
+    """One model in a worker process of :meth:`Runner._run_parallel`."""
+    logging.basicConfig(level=log_level, format='%(asctime)s %(levelname)s %(name)s: %(message)s',
+                        datefmt='%H:%M:%S')
+    for noisy in ('mmengine', 'matplotlib', 'PIL'):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    torch.set_num_threads(threads)
+    position = slots.get() if slots is not None else None
+    try:
+        return Runner(suite, results_dir, force=force, models=[model], progress=progress,
+                      device=device, share_trajectories=share, jobs=1,
+                      _bar_position=position).run()
+    finally:
+        if slots is not None:
+            slots.put(position)
 
 
 def run_suite(suite, results_dir='results', **kwargs) -> List[CellOutcome]:

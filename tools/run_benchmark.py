@@ -27,6 +27,8 @@ def parse_args(argv=None):
     p.add_argument('--batch-size', type=int, help='override the suite batch size')
     p.add_argument('--device', default='cpu', help='torch device (default: cpu)')
     p.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s choice, one per core)')
+    p.add_argument('--jobs', type=int, help='models run at once in worker processes, sharing the threads '
+                                           '(default: the suite\'s `jobs`, 1 unless it says otherwise)')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     p.add_argument('-v', '--verbose', action='store_true')
     return p.parse_args(argv)
@@ -57,7 +59,7 @@ def main(argv=None):
             'They are committed to the repository; restore them with git checkout, or retrain them with '
             'python tools/train_demo_zoo.py (about 4 minutes per model on 2 CPU cores).')
     outcomes = Runner(suite, args.results_dir, force=args.force, models=args.models,
-                      progress=not args.no_progress, device=args.device).run()
+                      progress=not args.no_progress, device=args.device, jobs=args.jobs).run()
     computed = sum(o.status == 'computed' for o in outcomes)
     log = logging.getLogger('run_benchmark')
     log.info('%d cells computed, %d already stored, records under %s', computed,

@@ -192,3 +192,31 @@ def test_shared_trajectories_equal_separate_attacks(integer_images):
 class CellKeyStub:
     def __init__(self, eps):
         self.cell_id = f'eps{eps}'
+
+
+def test_parallel_models_match_sequential_run_and_a_failure_loses_nothing(
+        synthetic_root, tiny_config, tiny_checkpoint, tiny_checkpoint_diverse, tmp_path):
+    from benchmark.errors import CheckpointError
+    models = [dict(name='tiny_a', config=str(tiny_config), checkpoint=str(tiny_checkpoint)),
+              dict(name='tiny_b', config=str(tiny_config), checkpoint=str(tiny_checkpoint_diverse))]
+    suite = make_suite(synthetic_root, tiny_config, tiny_checkpoint, models=models)
+    Runner(suite, tmp_path / 'seq', progress=False).run()
+    broken = dict(name='tiny_broken', config=str(tiny_config), checkpoint=str(tmp_path / 'missing.pth'))
+    par_suite = make_suite(synthetic_root, tiny_config, tiny_checkpoint, models=[broken] + models, jobs=2)
+    assert par_suite.jobs == 2
+    # the broken model fails first; the other two still run to the end, then its error is raised
+    with pytest.raises(CheckpointError, match='missing.pth'):
+        Runner(par_suite, tmp_path / 'par', progress=False).run()
+    seq = {p.relative_to(tmp_path / 'seq'): comparable(r) for p, r in ResultStore(tmp_path / 'seq').iter_records()}
+    par = {p.relative_to(tmp_path / 'par'): comparable(r) for p, r in ResultStore(tmp_path / 'par').iter_records()}
+    assert len(seq) == 10 and seq == par
+    # resuming in parallel finds everything of the good models stored
+    outcomes = Runner(make_suite(synthetic_root, tiny_config, tiny_checkpoint, models=models), tmp_path / 'par',
+                      progress=False, jobs=2).run()
+    assert [o.status for o in outcomes] == ['stored'] * 10
+
+
+def test_jobs_must_be_a_positive_integer(synthetic_root, tiny_config, tiny_checkpoint):
+    from benchmark.errors import ConfigError
+    with pytest.raises(ConfigError, match='jobs must be a positive'):
+        make_suite(synthetic_root, tiny_config, tiny_checkpoint, jobs=0)
