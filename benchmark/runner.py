@@ -268,11 +268,18 @@ class Runner:
         return outcomes
 
     def _reference_and_target(self, ctx, plan, labels, clean_pred):
-        """Labels the attack is given, the target map passed to it, and the perturbation mask."""
+        """Labels the attack is given, the target map passed to it, and the perturbation mask.
+
+        An attack towards a target map gets the clean prediction as its labels whatever the
+        suite's ``label_source``: its target is built from that prediction, and its labels only
+        define the pixels to change (Metzen et al.'s ``I_o``, predicted as the hidden class on the
+        clean image) and the ignored ones.
+        """
         ref = labels if self.suite.label_source == 'ground_truth' else clean_pred
         target = mask = None
         posthoc = False
         if plan.target is not None:
+            ref = clean_pred
             builder = ctx.target_builder(plan, self.suite)
             target = builder.target(clean_pred)
             mask = builder.mask(clean_pred)

@@ -126,6 +126,14 @@ def test_hide_class_target_and_mask_match_a_direct_attack(synthetic_root, tiny_c
     assert rec['metrics']['targeted_success_rate'] == pytest.approx(
         np.trace(rec['confusion']['vs_target']) / np.sum(rec['confusion']['vs_target']))
 
+    # ω weighs the pixels predicted as the hidden class on the clean image (Metzen's I_o), also
+    # when the suite's untargeted attacks use the ground truth
+    gt_suite = make_suite(synthetic_root, tiny_config, tiny_checkpoint, attacks=[spec], epsilons=[8],
+                          batch_size=4, label_source='ground_truth')
+    Runner(gt_suite, tmp_path / 'gt', progress=False).run()
+    rec_gt, = [r for _, r in ResultStore(tmp_path / 'gt').iter_records() if r['key']['attack'] == 'targeted_ifgsm']
+    np.testing.assert_array_equal(rec_gt['confusion']['vs_target'], rec['confusion']['vs_target'])
+
 
 def test_static_target_is_the_ground_truth_of_the_chosen_image(synthetic_root, tiny_config,
                                                                 tiny_checkpoint, tmp_path, fit_dataset):
