@@ -254,6 +254,20 @@ def _epsilon_axis(ax, epsilons, title: str) -> None:
     ax.grid(alpha=0.3)
 
 
+def _model_styles(models) -> Dict[str, dict]:
+    """A distinct colour / marker / line style per model (20 colours, then the styles repeat
+    with other markers), so that a leaderboard with many models stays readable."""
+    import matplotlib
+    colors = matplotlib.colormaps['tab20'].colors
+    markers = 'osD^v<>ph*'
+    out = {}
+    for i, model in enumerate(models):
+        c = (2 * i) % 20 + (i // 10) % 2   # dark shades first, then the light ones
+        out[model] = dict(color=colors[c], marker=markers[(i // 20 + i) % len(markers)],
+                          linestyle='-' if (i // 10) % 2 == 0 else '--')
+    return out
+
+
 def plot_iou_ratio(df: pd.DataFrame, path: Union[str, Path], title: str = '') -> Path:
     """IoU ratio (%) against ε (log scale), one panel per attack, one line per model."""
     import matplotlib
@@ -261,23 +275,27 @@ def plot_iou_ratio(df: pd.DataFrame, path: Union[str, Path], title: str = '') ->
     import matplotlib.pyplot as plt
     attacks = [v for v in _variant_order(df) if df[df.variant == v].epsilon.nunique() > 1]
     n = max(1, len(attacks))
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.6), sharey=True, squeeze=False)
     order = (df[df.attack == CLEAN].sort_values('miou')['model'].tolist()
              or sorted(df.model.unique()))
+    ncol = min(4, max(1, len(order)))
+    legend_rows = -(-len(order) // ncol)
+    height = 3.2 + 0.2 * legend_rows          # room for the legend under the panels
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, height), sharey=True, squeeze=False)
+    styles = _model_styles(order)
     for ax, attack in zip(axes[0], attacks):
         for model in order:
             g = df[(df.variant == attack) & (df.model == model)].sort_values('epsilon')
             if len(g):
-                ax.plot(g.epsilon, 100 * g.iou_ratio, marker='o', ms=3, label=model)
+                ax.plot(g.epsilon, 100 * g.iou_ratio, ms=3, label=model, **styles[model])
         _epsilon_axis(ax, df[df.variant == attack].epsilon.unique(), attack)
     axes[0][0].set_ylabel('IoU ratio (%)')
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc='lower center', ncol=min(4, len(labels)), fontsize=8,
-                   bbox_to_anchor=(0.5, -0.02))
+        fig.legend(handles, labels, loc='lower center', ncol=ncol, fontsize=8,
+                   bbox_to_anchor=(0.5, 0.0))
     if title:
         fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.tight_layout(rect=(0, (0.15 + 0.2 * legend_rows) / height, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -110,3 +110,12 @@ def test_attack_variants_and_targeted_table(tmp_path):
     assert 'Targeted attacks' in readme and '| m | Targeted I-FGSM | 8 | 75.0 | 60.0 | 90.0 | 35.0 |' in readme
     assert ('v', 'd', 'targeted') in written['tables']
     assert (tmp_path / 'board' / 'v_targeted.png').stat().st_size > 1000
+
+
+def test_every_model_of_a_large_leaderboard_gets_its_own_line_style():
+    from leaderboard.report import _model_styles
+    models = [f'model_{i}' for i in range(30)]
+    styles = _model_styles(models)
+    keys = {(s['color'], s['marker'], s['linestyle']) for s in styles.values()}
+    assert len(keys) == len(models)
+    assert len({s['color'] for s in list(styles.values())[:20]}) == 20
