@@ -3,7 +3,9 @@
 Each entry of ``model_zoo/metafile.yaml`` gives name, architecture, backbone, config, dataset,
 classes, input size, training scales, parameter count, weights (path or URL), sha256, paper, code,
 licence, and quirks needed to load the weights (``key_renames``, ``ignore_keys``). Loading code
-never branches on a model's name: everything model-specific is data here.
+never branches on a model's name: everything model-specific is data here. ``known_issues`` says
+what a user should know before comparing the model (e.g. a demo model below the 50 % clean-mIoU
+bar, and why).
 
 A suite names a model either by zoo name (``'fcn_r18-w16_synthcity'``) or by a dict for a model the
 user brings::
@@ -45,6 +47,7 @@ class ModelEntry:
     ignore_keys: List[str] = dataclasses.field(default_factory=list)
     results: Dict[str, float] = dataclasses.field(default_factory=dict)
     demo: bool = False
+    known_issues: List[str] = dataclasses.field(default_factory=list)
 
 
 _FIELDS = {f.name for f in dataclasses.fields(ModelEntry)}

@@ -62,6 +62,14 @@ def main(argv=None):
         if unknown:
             raise ConfigError(f'not demo models: {sorted(unknown)}; demo models are {[e.name for e in demo]}')
         demo = [e for e in demo if e.name in args.models]
+    # entries that share a weight file (one model evaluated at several test scales) train once,
+    # with the first entry's config; update_metafile gives the others the same sha256 and results
+    seen, unique = set(), []
+    for entry in demo:
+        if entry.weights not in seen:
+            seen.add(entry.weights)
+            unique.append(entry)
+    demo = unique
     results = {}
     for entry in demo:
         work_dir = Path(args.work_dir) / entry.name if args.work_dir else None

@@ -8,7 +8,7 @@ import model_zoo.models.segnet  # noqa: F401  (registers SegNet / SegNetHead)
 from model_zoo import PixelSpaceModel
 from model_zoo.builder import build_segmentor
 
-DEMO = 'model_zoo/configs/segnet/segnet_vgg16bn-w8_1.5k_synthcity-256x128.py'
+DEMO = 'model_zoo/configs/segnet/segnet_vgg16bn-c16_1.5k_synthcity-256x128.py'
 BASE = 'model_zoo/configs/_base_/models/segnet.py'
 FULL = 'model_zoo/configs/segnet/segnet_vgg16bn_4xb2-80k_cityscapes-512x1024.py'
 PAPER_PARAMETERS = 29.45e6   # Badrinarayanan et al. 2017, Table 6 (29.45 M)
