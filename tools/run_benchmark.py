@@ -68,7 +68,10 @@ def main(argv=None):
         from leaderboard.report import make_leaderboard
         written = make_leaderboard(args.results_dir, args.leaderboard_dir)
         log.info('leaderboard: %s', written['readme'])
-        for (suite_name, dataset), table in written['tables'].items():
+        for key, table in written['tables'].items():
+            if len(key) != 2:   # (suite, dataset, 'targeted'): the targeted tables stay in the files
+                continue
+            suite_name, dataset = key
             if suite_name == suite.name:
                 print(f'\n{suite_name} ({dataset}), IoU ratio in %:')
                 print(table.to_string(index=False, float_format=lambda v: f'{100 * v:.1f}'))
