@@ -32,7 +32,7 @@ import torch
 
 from . import metrics
 from .cells import CellKey, canonical_json
-from .errors import ResultsError
+from .errors import ConfigError, ResultsError
 from .provenance import git_state, hostname, now_iso, package_versions
 from .store import ResultStore, make_record, sha256_file
 from .suite import EVAL, FIT, Suite, load_suite
@@ -101,17 +101,14 @@ class Runner:
                  jobs: Optional[int] = None, _bar_position: Optional[int] = None):
         self.suite = suite if isinstance(suite, Suite) else load_suite(suite)
         self.share_trajectories = share_trajectories
-        jobs = self.suite.jobs if jobs is None else jobs
-        if int(jobs) < 1:
-            from .errors import ConfigError
+        jobs = int(self.suite.jobs if jobs is None else jobs)
+        if jobs < 1:
             raise ConfigError(f'jobs must be a positive number of worker processes, got {jobs}')
-        if int(jobs) > 1 and torch.device(device).type != 'cpu':
-            from .errors import ConfigError
+        if jobs > 1 and torch.device(device).type != 'cpu':
             raise ConfigError(f'jobs > 1 runs models in parallel CPU processes; with device '
                               f'{device!r} use jobs=1')
-        self.jobs = int(jobs)
+        self.jobs = jobs
         self._bar_position = _bar_position
-        self.results_dir = Path(results_dir)
         self.store = ResultStore(results_dir)
         self.force = force
         self.progress = progress
@@ -120,7 +117,6 @@ class Runner:
         if models:
             unknown = set(models) - {m.name for m in entries}
             if unknown:
-                from .errors import ConfigError
                 raise ConfigError(f'--models names {sorted(unknown)} that the suite does not list; '
                                   f'it lists {[m.name for m in entries]}')
             entries = [m for m in entries if m.name in models]
@@ -185,7 +181,7 @@ class Runner:
                 for position in range(jobs):
                     slots.put(position)
             pool = stack.enter_context(ProcessPoolExecutor(jobs, mp_context=mp))
-            futures = [pool.submit(_run_model_worker, self.suite, str(self.results_dir), self.force,
+            futures = [pool.submit(_run_model_worker, self.suite, str(self.store.root), self.force,
                                    entry.name, self.progress, str(self.device),
                                    self.share_trajectories, threads, slots,
                                    logging.getLogger().getEffectiveLevel())
