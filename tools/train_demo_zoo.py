@@ -24,12 +24,8 @@ def update_metafile(updates):
     text = METAFILE.read_text()
     header = ''.join(line + '\n' for line in text.splitlines() if line.startswith('#'))
     data = yaml.safe_load(text)
-    weights_of = {item['name']: item.get('weights') for item in data['models']}
-    by_weights = {weights_of[name]: u for name, u in updates.items()}
     for item in data['models']:
-        # entries that share a weight file (e.g. one model evaluated at several test scales)
-        # get the same sha256 and results
-        u = updates.get(item['name']) or by_weights.get(item.get('weights'))
+        u = updates.get(item['name'])
         if u is not None:
             item['sha256'] = u['sha256']
             item['parameters'] = u['parameters']
@@ -38,6 +34,11 @@ def update_metafile(updates):
     body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120)
     from benchmark.store import atomic_write_bytes
     atomic_write_bytes(METAFILE, (header + body).encode())
+
+
+def shared_weight_entries(zoo, entry):
+    """The other demo entries that use ``entry``'s weight file (e.g. its single-scale test variants)."""
+    return [e for e in zoo.values() if e.demo and e.weights == entry.weights and e.name != entry.name]
 
 
 def main(argv=None):
@@ -53,7 +54,7 @@ def main(argv=None):
     from pathlib import Path
 
     from benchmark.errors import ConfigError
-    from model_zoo.demo import train_demo_model
+    from model_zoo.demo import REPO_ROOT, evaluate_clean_miou, train_demo_model
     from model_zoo.zoo import load_metafile
     zoo = load_metafile()
     demo = [e for e in zoo.values() if e.demo]
@@ -63,7 +64,7 @@ def main(argv=None):
             raise ConfigError(f'not demo models: {sorted(unknown)}; demo models are {[e.name for e in demo]}')
         demo = [e for e in demo if e.name in args.models]
     # entries that share a weight file (one model evaluated at several test scales) train once,
-    # with the first entry's config; update_metafile gives the others the same sha256 and results
+    # with the first entry's config; every entry sharing it is then evaluated with its own config
     seen, unique = set(), []
     for entry in demo:
         if entry.weights not in seen:
@@ -75,9 +76,14 @@ def main(argv=None):
         work_dir = Path(args.work_dir) / entry.name if args.work_dir else None
         out = train_demo_model(entry, work_dir=work_dir, max_iters=args.max_iters, seed=args.seed)
         results[entry.name] = out
-        update_metafile({entry.name: out})
+        updates = {entry.name: out}
         print(f'{entry.name}: clean mIoU {100 * out["miou"]:.1f}%, {out["parameters"]:,} parameters, '
               f'{out["train_seconds"]:.0f} s, {out["weights"]} sha256 {out["sha256"][:12]}')
+        for other in shared_weight_entries(zoo, entry):
+            miou = evaluate_clean_miou(other.config, REPO_ROOT / out['weights'])
+            updates[other.name] = dict(out, miou=miou)
+            print(f'  {other.name} (same weights, its own config): clean mIoU {100 * miou:.1f}%')
+        update_metafile(updates)
     low = {k: v['miou'] for k, v in results.items() if v['miou'] < args.min_miou}
     if low:
         print(f'WARNING: below {100 * args.min_miou:.0f}% clean mIoU: '
