@@ -12,17 +12,36 @@ user brings::
 
     dict(name='my_model', config='path/to/mmseg_config.py', checkpoint='path/or/url.pth',
          sha256=None)
+
+``sha256`` (optional) is the file's 64-hex-digit digest; the runner records the digest of the
+file it loaded either way.
+
+**No silent random weights.** A model without weights (a full-size zoo entry whose metafile
+``weights`` is null, such as ``fcn8s_vgg16_cityscapes``, or a dict without ``checkpoint``) is
+refused when the suite is loaded, with a message saying where such weights come from and how to
+give them. To evaluate an untrained network on purpose (e.g. to time a model or to see chance
+level), say so in the model dict::
+
+    dict(name='fcn8s_vgg16_cityscapes_random', config='model_zoo/configs/fcn_vgg/fcn8s_vgg16_cityscapes-512x1024.py',
+         random_weights=True)
+
+Its records then carry ``checkpoint`` None and a warning naming the model is logged when the
+suite is loaded and when the model is built.
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
+import re
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
 from benchmark.cells import check_name
 from benchmark.errors import ConfigError
 
+logger = logging.getLogger(__name__)
 METAFILE = Path(__file__).resolve().parent / 'metafile.yaml'
+_SHA256_RE = re.compile(r'^[0-9a-fA-F]{64}$')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +67,7 @@ class ModelEntry:
     results: Dict[str, float] = dataclasses.field(default_factory=dict)
     demo: bool = False
     known_issues: List[str] = dataclasses.field(default_factory=list)
+    random_weights: bool = False
 
 
 _FIELDS = {f.name for f in dataclasses.fields(ModelEntry)}
@@ -71,14 +91,61 @@ def load_metafile(path: Union[str, Path] = METAFILE) -> Dict[str, ModelEntry]:
     return entries
 
 
-def resolve_model(spec: Union[str, dict], zoo: Optional[Dict[str, ModelEntry]] = None) -> ModelEntry:
-    """A suite's model spec (zoo name or dict with ``name``, ``config``, ``checkpoint``) → entry."""
+def _where_weights_come_from(entry: ModelEntry, from_zoo: bool) -> str:
+    """The message for a model without weights: where they come from and how to give them."""
+    sources = ([f'paper: {entry.paper}'] if entry.paper else []) + ([f'code: {entry.code}'] if entry.code else [])
+    origin = f' ({"; ".join(sources)})' if sources else ''
+    what = (f'zoo model {entry.name!r} has no weights (its metafile entry has `weights: null`)'
+            if from_zoo else f'model {entry.name!r} has no `checkpoint`')
+    return (f'{what}, and evaluating it would measure a randomly initialised network. Weights for '
+            f'its config come from the paper\'s released model converted to the mmseg config '
+            f'{entry.config}, or from training that config on the dataset with mmseg\'s tools/train.py'
+            f'{origin}. Point the suite at them with dict(name={entry.name!r}, config={entry.config!r}, '
+            "checkpoint='path/or/url.pth')"
+            + (', or give the zoo entry `weights` (and `sha256`) in model_zoo/metafile.yaml' if from_zoo else '')
+            + '. To evaluate random weights on purpose, add random_weights=True to the model dict.')
+
+
+def _check_entry(entry: ModelEntry, from_zoo: bool, require_weights: bool) -> ModelEntry:
+    where = f'model {entry.name!r}' + (' in model_zoo/metafile.yaml' if from_zoo else '')
+    if entry.sha256 is not None and (not isinstance(entry.sha256, str) or not _SHA256_RE.match(entry.sha256)):
+        raise ConfigError(f'{where}: sha256 {entry.sha256!r} is not a sha256 digest; expected 64 '
+                          'hexadecimal digits (as printed by `sha256sum FILE`), or leave it out')
+    if entry.weights is not None and (not isinstance(entry.weights, str) or not entry.weights.strip()):
+        raise ConfigError(f'{where}: checkpoint {entry.weights!r} is not a path or URL')
+    if not isinstance(entry.random_weights, bool):
+        raise ConfigError(f'{where}: random_weights must be True or False, got {entry.random_weights!r}')
+    if entry.random_weights:
+        if entry.weights is not None:
+            raise ConfigError(f'{where} has both a checkpoint ({entry.weights}) and random_weights=True; '
+                              'give one of them')
+        logger.warning('model %s runs with RANDOM weights (random_weights=True): its results measure '
+                       'an untrained network and its records carry checkpoint None', entry.name)
+    elif entry.weights is None and require_weights:
+        raise ConfigError(_where_weights_come_from(entry, from_zoo))
+    return entry
+
+
+def resolve_model(spec: Union[str, dict], zoo: Optional[Dict[str, ModelEntry]] = None, *,
+                  require_weights: bool = True) -> ModelEntry:
+    """A suite's model spec (zoo name or dict with ``name``, ``config``, ``checkpoint``) → entry.
+
+    Args:
+        spec: A zoo name, or a dict with ``name``, ``config`` and ``checkpoint`` (optional:
+            ``sha256``, ``key_renames``, ``ignore_keys``, ``random_weights``).
+        zoo: The parsed metafile (default: :func:`load_metafile`).
+        require_weights: Refuse a model without weights unless it asks for ``random_weights``
+            (set False only where weights do not matter, e.g. timing a forward pass).
+
+    Raises:
+        ConfigError: unknown name or option, a sha256 that is not 64 hex digits, or no weights.
+    """
     zoo = load_metafile() if zoo is None else zoo
     if isinstance(spec, str):
         if spec not in zoo:
             raise ConfigError(f'unknown model {spec!r}. Known zoo models: {", ".join(sorted(zoo))}. '
                               'To bring your own, give dict(name=..., config=..., checkpoint=...).')
-        return zoo[spec]
+        return _check_entry(zoo[spec], True, require_weights)
     if isinstance(spec, dict):
         spec = dict(spec)
         if 'name' not in spec or 'config' not in spec:
@@ -89,15 +156,26 @@ def resolve_model(spec: Union[str, dict], zoo: Optional[Dict[str, ModelEntry]] =
         unknown = set(spec) - _FIELDS
         if unknown:
             raise ConfigError(f'model {spec["name"]!r} has unknown option(s) {sorted(unknown)}; '
-                              f'allowed: name, config, checkpoint, sha256, key_renames, ignore_keys')
+                              f'allowed: name, config, checkpoint, sha256, key_renames, ignore_keys, '
+                              'random_weights')
         check_name(spec['name'], 'model')
-        return ModelEntry(**spec)
+        return _check_entry(ModelEntry(**spec), False, require_weights)
     raise ConfigError(f'a model must be a zoo name or a dict, got {spec!r}')
 
 
 def build_zoo_model(entry: ModelEntry, num_classes: Optional[int] = None):
-    """Build a zoo entry into ``(PixelSpaceModel, checkpoint sha256)``."""
+    """Build a zoo entry into ``(PixelSpaceModel, checkpoint sha256 or None)``.
+
+    Raises:
+        CheckpointError: the entry has no weights and does not ask for ``random_weights``.
+    """
+    from benchmark.errors import CheckpointError
+
     from .builder import build_pixel_model
+    if entry.weights is None:
+        if not entry.random_weights:
+            raise CheckpointError(_where_weights_come_from(entry, from_zoo=False))
+        logger.warning('model %s: building with RANDOM weights (random_weights=True)', entry.name)
     return build_pixel_model(entry.config, entry.weights, sha256=entry.sha256,
                              key_renames=entry.key_renames, num_classes=num_classes,
                              ignore_keys=entry.ignore_keys)
