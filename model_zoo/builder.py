@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import tempfile
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -172,7 +173,8 @@ def _download(url: str, target: Path) -> None:
             os.unlink(tmp)
         if not isinstance(e, Exception):   # KeyboardInterrupt: nothing half-written is left behind
             raise
-        reason = getattr(e, 'reason', None) or e
+        # URLError: its reason (e.g. "[Errno 111] Connection refused"); HTTPError: "HTTP Error 404: ..."
+        reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, 'reason', None) or e
         raise _error(f'cannot download checkpoint {url}: {type(e).__name__}: {reason}. Check the URL '
                      f'and the network (a download waits at most {DOWNLOAD_TIMEOUT:g} s for the server), '
                      'or download the file yourself and give its local path as the checkpoint') from None
@@ -228,6 +230,10 @@ def _state_dict_of(obj: Any, label: str) -> Mapping:
         raise _error(f'checkpoint {label} holds no state dict: a dict with keys {keys or "(none)"} but '
                      'no `state_dict`, `model` or `model_state_dict` entry and no tensors; expected '
                      'a state dict (parameter name -> tensor) or a checkpoint dict holding one')
+    if isinstance(obj, Unresolved):
+        raise _error(f'checkpoint {label} holds a pickled {obj.pickled_name} object (not built: this '
+                     'loader builds tensors only), not a state dict. If it is a whole model saved with '
+                     'torch.save(model), save model.state_dict() instead')
     raise _error(f'checkpoint {label} holds no state dict but a {type(obj).__name__}; expected a '
                  'state dict (parameter name -> tensor) or a checkpoint dict holding one under '
                  '`state_dict`, `model` or `model_state_dict`')
@@ -285,9 +291,11 @@ def read_checkpoint(path: Path, *, sha256: Optional[str] = None,
         raise _error(f'checkpoint {label} cannot be read: {e.strerror or e}') from None
     digest = hashlib.sha256(data).hexdigest()
     _verify_digest(label, Path(path).name, digest, sha256, cached)
+    again = ' Delete the cached file to download it again.' if cached else ''
     loaded = load_checkpoint_bytes(data, lambda reason: _error(
         f'checkpoint {label} is refused: {reason}. Expected a .pth file written by torch.save holding '
-        'a state dict, or a checkpoint dict with one under `state_dict`, `model` or `model_state_dict`'))
+        'a state dict, or a checkpoint dict with one under `state_dict`, `model` or `model_state_dict`.'
+        + again))
     del data
     if loaded.restricted:
         logger.info('checkpoint %s: loaded with the restricted unpickler; %d other object type(s) '

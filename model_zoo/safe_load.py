@@ -80,8 +80,8 @@ def _exception_summary(e: BaseException) -> str:
 class Unresolved:
     """Stand-in for an object of a class (or the result of a function) this loader does not construct.
 
-    It accepts any constructor arguments, ``__setstate__`` state, appended items and set items, and
-    keeps them as plain data (``args``, ``kwargs``, ``state``, ``items``, ``entries``). It defines no
+    It accepts any constructor arguments, ``__setstate__`` state, appended or added items and set
+    items, and keeps them as plain data (``args``, ``kwargs``, ``state``, ``items``, ``entries``). It defines no
     other behaviour: no ``__getattr__``, no ``__call__`` (so it cannot stand in as a function), no
     ``__reduce__`` use. ``pickled_name`` is the ``module.name`` the file referred to.
     """
@@ -105,6 +105,9 @@ class Unresolved:
 
     def extend(self, items: Any) -> None:
         self.items.extend(items)
+
+    def add(self, item: Any) -> None:
+        self.items.append(item)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self.entries.append((key, value))
@@ -315,8 +318,15 @@ def _restricted_pickle_module(seen: Set[str]) -> types.ModuleType:
     """
     placeholders: Dict[Tuple[str, str], type] = {}
 
-    class RestrictedUnpickler(pickle.Unpickler):
+    # The pure-Python unpickler (pickle._Unpickler), not the C one: its opcode table can be
+    # narrowed. BUILD (set an object's state) is the one opcode besides REDUCE/NEWOBJ that calls
+    # into existing objects (``__setstate__``, ``setattr``); here it only fills placeholders and
+    # the attribute dict of an OrderedDict (state dicts keep ``_metadata`` there), so a file cannot
+    # change the allowed functions (``__defaults__`` ...) or call ``Tensor.__setstate__``.
+    class RestrictedUnpickler(pickle._Unpickler):  # noqa: SLF001
         """``find_class`` resolves :data:`ALLOWED_GLOBALS` and gives placeholders for the rest."""
+
+        dispatch = dict(pickle._Unpickler.dispatch)  # noqa: SLF001
 
         def find_class(self, module: str, name: str) -> Any:  # noqa: D102
             key = (str(module), str(name))
@@ -330,6 +340,36 @@ def _restricted_pickle_module(seen: Set[str]) -> types.ModuleType:
                                          {'__slots__': (), 'pickled_name': f'{key[0]}.{key[1]}'})
             seen.add(f'{key[0]}.{key[1]}')
             return placeholders[key]
+
+        def load_build(self) -> None:
+            state = self.stack.pop()
+            inst = self.stack[-1]
+            if isinstance(inst, Unresolved):
+                inst.__setstate__(state)
+            elif type(inst) is OrderedDict and isinstance(state, dict) \
+                    and all(isinstance(k, str) for k in state):
+                inst.__dict__.update(state)
+            else:
+                raise UnsafeCheckpoint(f'the file sets the state of a {type(inst).__name__}, which this '
+                                       'loader does not do')
+        dispatch[pickle.BUILD[0]] = load_build
+
+        def load_newobj(self) -> None:
+            args = self.stack.pop()
+            cls = self.stack.pop()
+            if not isinstance(cls, type) or not isinstance(args, tuple):
+                raise UnsafeCheckpoint('the file creates an object of something that is not a class')
+            self.append(cls.__new__(cls, *args))
+        dispatch[pickle.NEWOBJ[0]] = load_newobj
+
+        def load_newobj_ex(self) -> None:
+            kwargs = self.stack.pop()
+            args = self.stack.pop()
+            cls = self.stack.pop()
+            if not isinstance(cls, type) or not isinstance(args, tuple) or not isinstance(kwargs, dict):
+                raise UnsafeCheckpoint('the file creates an object of something that is not a class')
+            self.append(cls.__new__(cls, *args, **kwargs))
+        dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
 
     def load(file, **kwargs):
         return RestrictedUnpickler(file, **kwargs).load()

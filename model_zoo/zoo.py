@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Dict, List, Optional, Union
@@ -153,6 +154,8 @@ def resolve_model(spec: Union[str, dict], zoo: Optional[Dict[str, ModelEntry]] =
                               f'`checkpoint`), got keys {sorted(spec)}')
         if 'checkpoint' in spec:
             spec['weights'] = spec.pop('checkpoint')
+        if isinstance(spec.get('weights'), os.PathLike):
+            spec['weights'] = os.fspath(spec['weights'])
         unknown = set(spec) - _FIELDS
         if unknown:
             raise ConfigError(f'model {spec["name"]!r} has unknown option(s) {sorted(unknown)}; '

@@ -380,3 +380,45 @@ def test_digest_is_of_the_loaded_bytes(tmp_path, tiny_config, tiny_checkpoint):
     path.write_bytes(tiny_checkpoint.read_bytes())
     _, digest = build_pixel_model(tiny_config, str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
     assert digest == hashlib.sha256(tiny_checkpoint.read_bytes()).hexdigest()
+
+
+def test_parameters_and_whole_models(tmp_path, tiny_config, tiny_checkpoint):
+    """nn.Parameter values load through the restricted path; a whole pickled model is refused
+    with the hint to save its state dict."""
+    segmentor = build_segmentor(tiny_config)
+    segmentor.load_state_dict(_state(tiny_checkpoint))
+    params = dict(segmentor.named_parameters())
+    state = {k: params.get(k, v) for k, v in segmentor.state_dict().items()}
+    assert any(isinstance(v, torch.nn.Parameter) for v in state.values())
+    path = tmp_path / 'params.pth'
+    torch.save({'state_dict': state, 'meta': _Plain()}, path)
+    model, _ = build_pixel_model(tiny_config, str(path))
+    for k, v in _state(tiny_checkpoint).items():
+        assert torch.equal(model.segmentor.state_dict()[k], v), k
+    whole = tmp_path / 'whole.pth'
+    torch.save(segmentor, whole)
+    with pytest.raises(CheckpointError, match=r'holds a pickled mmseg\.models\.segmentors\.encoder_decoder\.'
+                                              r'EncoderDecoder object .*save model.state_dict\(\) instead'):
+        build_pixel_model(tiny_config, str(whole))
+
+
+def test_restricted_unpickler_sets_no_state_on_real_objects():
+    """BUILD may fill placeholders only: a file cannot rewrite an allowed function's defaults."""
+    from model_zoo import safe_load
+    before = safe_load._rebuild_tensor_v2.__defaults__
+    payload = (b'\x80\x02ctorch._utils\n_rebuild_tensor_v2\nN}X\x0c\x00\x00\x00__defaults__K\x01\x85s'
+               b'\x86b.')
+    with pytest.raises(safe_load.UnsafeCheckpoint, match='sets the state of a function'):
+        safe_load._restricted_pickle_module(set()).load(io.BytesIO(payload))
+    assert safe_load._rebuild_tensor_v2.__defaults__ == before
+
+
+def test_tensor_views_must_lie_inside_their_storage():
+    """Tensor.set_ would grow the storage to whatever size the file names (an allocation of any size)."""
+    from model_zoo.safe_load import UnsafeCheckpoint, _rebuild_tensor_v2
+    storage = torch.arange(4, dtype=torch.float32).untyped_storage()
+    typed = torch.storage.TypedStorage(wrap_storage=storage, dtype=torch.float32, _internal=True)
+    assert _rebuild_tensor_v2(typed, 1, (3,), (1,)).tolist() == [1.0, 2.0, 3.0]
+    for offset, size, stride in [(2, (3,), (1,)), (0, (2 ** 40,), (1,)), (0, (2,), (-1,)), (-1, (1,), (1,))]:
+        with pytest.raises(UnsafeCheckpoint):
+            _rebuild_tensor_v2(typed, offset, size, stride)
