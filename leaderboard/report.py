@@ -1,8 +1,15 @@
 """Report generator: result records → tables (Markdown, CSV) and figures.
 
-A pure function of the records under a results directory: it never imports or runs model code.
-Every metric is recomputed from the stored confusion matrices and checked against the value the
-record states, so a hand-edited or corrupt record is caught here.
+A pure function of the records under a results directory: it never imports torch, attacks or
+model code (only :mod:`benchmark.store`, :mod:`benchmark.integrity` and the numpy-only metric
+modules). Every record is verified before it is used (:func:`benchmark.store.inspect_record`:
+metrics recomputed from the stored confusion matrices, per-image files, names, paths) and checked
+against the other cells of its model (:func:`benchmark.integrity.consistency_problems`); a record
+that fails is refused – logged as a warning and listed with file, field and reason under "Refused
+records" in the README – and the rest is rendered.
+
+Every string that comes from a record is escaped for Markdown (:func:`md_escape`). Models with
+missing cells or with a clean mIoU near chance level are shown but not ranked (``flags`` column).
 
 Outputs (per suite, in ``out_dir``):
 
@@ -14,26 +21,64 @@ Outputs (per suite, in ``out_dir``):
 """
 from __future__ import annotations
 
+import io
 import json
+import logging
 import math
+import re
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import pandas as pd
 
 from benchmark import metrics
-from benchmark.cells import CLEAN, CellKey
+from benchmark.cells import CLEAN
 from benchmark.errors import ResultsError
-from benchmark.store import ResultStore
-from benchmark.target_specs import hidden_class_of
+from benchmark.integrity import consistency_problems, inspect_paths
+from benchmark.store import Problem, atomic_write_bytes, hidden_class_of
 from benchmark.targeted_metrics import per_image_hiding
+
+logger = logging.getLogger(__name__)
 
 ATTACK_LABELS = {'fgsm': 'FGSM', 'fgsm_ll': 'FGSM II', 'ifgsm': 'Iterative FGSM',
                  'ifgsm_ll': 'Iterative FGSM II', 'pgd': 'PGD', 'mifgsm': 'MI-FGSM', 'segpgd': 'SegPGD',
                  'cospgd': 'CosPGD', 'square': 'Square Attack', 'targeted_ifgsm': 'Targeted I-FGSM',
                  'universal': 'Universal', 'gap': 'GAP', 'worst_case': 'Worst case'}
 REFERENCE_EPSILON = 8.0
+#: A model is "near chance level" when its clean mIoU is below this multiple of the mIoU of always
+#: predicting the most frequent ground-truth class (see :func:`majority_class_miou`).
+CHANCE_FACTOR = 2.0
+#: Refused records logged one by one (a copied results folder would otherwise flood the log).
+MAX_LOGGED_REFUSALS = 20
+
+_MD_SPECIAL = re.compile(r'([\\`*\[\]|~$])')
+#: ``_`` between two letters or digits never starts or ends emphasis (CommonMark's intraword rule),
+#: so names such as ``fcn_r18-w16_synthcity`` stay as they are; any other ``_`` is escaped.
+_MD_UNDERSCORE = re.compile(r'(?<![^\W_])_|_(?![^\W_])')
+
+
+def md_escape(text) -> str:
+    """``text`` made safe for a Markdown table cell, heading or list item.
+
+    Line breaks become spaces, ``& < >`` HTML entities (no raw HTML), and the characters that
+    start code, emphasis, links, tables, strike-through or math (``\\ ` * [ ] | ~ $``, and ``_``
+    except inside a word) are backslash-escaped, so a record's strings always render as the plain
+    text they are.
+    """
+    text = re.sub(r'[\r\n\t\v\f]+', ' ', str(text))
+    text = text.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')
+    return _MD_UNDERSCORE.sub(r'\\_', _MD_SPECIAL.sub(r'\\\1', text))
+
+
+def _plot_text(text) -> str:
+    """A label for matplotlib: ``$`` would start mathtext (and fail to parse)."""
+    return str(text).replace('$', r'\$')
+
+
+def _file_stem(text: str) -> str:
+    """A file-name-safe version of a record's name (dataset names are not restricted)."""
+    return re.sub(r'[^A-Za-z0-9_.+-]', '_', text)
 
 
 def attack_label(name: str) -> str:
@@ -68,7 +113,8 @@ def _option_labels(spec: Optional[dict], omit=()) -> List[str]:
         elif k == 'mask':
             parts.append({'hidden_class': 'masked', 'hidden_class_posthoc': 'masked after'}.get(v, f'mask={v}'))
         elif k == 'attacks' and isinstance(v, list):
-            parts.append('+'.join(attack_label(m['type'] if isinstance(m, dict) else m) for m in v))
+            parts.append('+'.join(attack_label(str(m.get('type', '?')) if isinstance(m, dict) else str(m))
+                                  for m in v))
         else:
             parts.append(f'{k}={_short(v)}')
     return parts
@@ -96,28 +142,68 @@ def _label_variants(df: pd.DataFrame) -> Dict[str, List[str]]:
     return common_notes
 
 
+def check_results(results_dir: Union[str, Path]) -> Tuple[list, List[Problem]]:
+    """The records under ``results_dir`` that can be trusted, and the problems of the others.
+
+    A record is refused when it fails the per-record checks of
+    :func:`benchmark.store.inspect_record` (relative to ``results_dir``: a copied or moved folder
+    does not match its records' keys) or disagrees with its model's other cells
+    (:func:`benchmark.integrity.consistency_problems`: duplicate cell, other image list, other
+    ground truth or image sizes). Returns ``(checked records, problems)``.
+    """
+    results_dir = Path(results_dir)
+    if not results_dir.exists():
+        return [], []
+    if not results_dir.is_dir():
+        raise ResultsError(f'the results path {results_dir} is a file; expected the folder of result '
+                           'records (e.g. results/)')
+    checked, problems = inspect_paths([results_dir], root=results_dir)
+    problems += consistency_problems(checked)
+    refused = {p.file for p in problems}
+    return [c for c in checked if str(c.path) not in refused], problems
+
+
+def majority_class_miou(conf_gt) -> float:
+    """mIoU of the constant prediction "the most frequent ground-truth class" (a chance level).
+
+    With ``n_k`` pixels of the most frequent class ``k`` out of ``N`` labelled pixels and ``P``
+    classes present in the ground truth, predicting ``k`` everywhere gives IoU ``n_k / N`` for
+    ``k`` and 0 for the other present classes (absent classes have an empty union and are left
+    out of the mean, as in :func:`benchmark.metrics.mean_iou`): ``(n_k / N) / P``. It needs only the
+    row sums of any of the model's ``vs_ground_truth`` matrices.
+    """
+    area = np.asarray(conf_gt, dtype=np.int64).sum(axis=1)
+    total, present = area.sum(), int((area > 0).sum())
+    return float(area.max() / total / present) if total > 0 else float('nan')
+
+
 def load_results(results_dir: Union[str, Path]) -> pd.DataFrame:
-    """One row per stored cell, metrics recomputed from the confusion matrices.
+    """One row per trusted stored cell, metrics recomputed from the confusion matrices.
 
     Columns: suite, dataset, model, attack, epsilon, source_model, scale, label_source, params,
     num_images, miou, pixel_accuracy, clean_miou, iou_ratio, targeted_success_rate,
-    agreement_with_clean, gradient_passes, wall_time_s, path.
+    agreement_with_clean, gradient_passes, wall_time_s, path, chance_miou (the
+    :func:`majority_class_miou` of the cell's ground truth).
+
+    Records that cannot be trusted (:func:`check_results`) are left out, logged as warnings, and
+    listed in ``df.attrs['refused']`` (:class:`benchmark.store.Problem` s).
     """
-    store = ResultStore(results_dir)
+    checked, refused = check_results(results_dir)
+    for problem in refused[:MAX_LOGGED_REFUSALS]:
+        logger.warning('refused record: %s', problem)
+    if len(refused) > MAX_LOGGED_REFUSALS:
+        logger.warning('... and %d more refused record problem(s), all listed in the rendered README',
+                       len(refused) - MAX_LOGGED_REFUSALS)
     rows = []
-    for path, rec in store.iter_records():
-        key = CellKey.from_dict(rec['key'])
+    for item in checked:
+        path, rec, key = item.path, item.record, item.key
         conf = rec['confusion']
-        miou = metrics.mean_iou(np.asarray(conf['vs_ground_truth']))
-        stated = rec['metrics']['miou']
-        if (stated is None) != math.isnan(miou) or (stated is not None and abs(stated - miou) > 1e-9):
-            raise ResultsError(f'{path}: stated mIoU {stated} differs from the one its confusion '
-                               f'matrix gives ({miou}); the record is corrupt')
+        gt = np.asarray(conf['vs_ground_truth'], dtype=np.int64)
         hiding = {}
         hidden_class = hidden_class_of(key.params)
-        if hidden_class is not None and rec.get('per_image') and conf['vs_clean'] is not None:
-            per_image = store.read_per_image(path, rec)['vs_clean']
-            for name, values in zip(('hidden', 'preserved'), per_image_hiding(per_image, hidden_class)):
+        if hidden_class is not None and item.per_image_clean is not None:
+            for name, values in zip(('hidden', 'preserved'),
+                                    per_image_hiding(item.per_image_clean, hidden_class)):
                 values = values[~np.isnan(values)]
                 hiding[f'{name}_image_mean'] = float(values.mean()) if len(values) else np.nan
                 hiding[f'{name}_image_sd'] = float(values.std()) if len(values) else np.nan
@@ -126,8 +212,8 @@ def load_results(results_dir: Union[str, Path]) -> pd.DataFrame:
             'suite': key.suite, 'dataset': key.dataset, 'model': key.model, 'attack': key.attack,
             'epsilon': key.epsilon, 'source_model': key.source_model, 'scale': key.scale,
             'label_source': key.label_source, 'params': str(key.params), 'cell_id': key.cell_id,
-            'num_images': rec['num_images'], 'miou': miou,
-            'pixel_accuracy': metrics.pixel_accuracy(np.asarray(conf['vs_ground_truth'])),
+            'num_images': rec['num_images'], 'miou': metrics.mean_iou(gt),
+            'pixel_accuracy': metrics.pixel_accuracy(gt),
             'agreement_with_clean': (metrics.pixel_accuracy(np.asarray(conf['vs_clean']))
                                      if conf['vs_clean'] is not None else np.nan),
             'targeted_success_rate': (metrics.pixel_accuracy(np.asarray(conf['vs_target']))
@@ -140,25 +226,66 @@ def load_results(results_dir: Union[str, Path]) -> pd.DataFrame:
             'queries': (rec['attack_stats'].get('per_image_info') or {}).get('queries', {}).get('mean', np.nan),
             'gradient_passes': rec['attack_stats']['gradient_passes_per_image'],
             'wall_time_s': rec['provenance']['wall_time_s'], 'path': str(path),
+            'chance_miou': majority_class_miou(gt),
             '_clean_id': key.clean_key().cell_id,
         })
     df = pd.DataFrame(rows)
+    df.attrs['refused'] = refused
     if df.empty:
         return df
     df.attrs['common_options'] = _label_variants(df)
     clean = df[df.attack == CLEAN].set_index('cell_id')['miou']
+    clean = clean[~clean.index.duplicated()]
     df['clean_miou'] = df['_clean_id'].map(clean)
     df['iou_ratio'] = df['miou'] / df['clean_miou']
     for col in ('fooling_rate', 'class_pixels_hidden', 'background_preserved', 'queries'):
         df[col] = pd.to_numeric(df[col], errors='coerce')
-    return df.drop(columns=['_clean_id']).sort_values(['suite', 'model', 'attack', 'epsilon'],
-                                                     ignore_index=True)
+    out = df.drop(columns=['_clean_id']).sort_values(['suite', 'model', 'attack', 'epsilon'],
+                                                    ignore_index=True)
+    out.attrs.update(df.attrs)
+    return out
+
+
+def _flags(g: pd.DataFrame, expected: set) -> Tuple[List[str], bool]:
+    """Why one model's row must not be ranked: ``(flags, rankable)``."""
+    flags = []
+    have = {(v, float(e)) for v, e in zip(g[g.attack != CLEAN].variant, g[g.attack != CLEAN].epsilon)}
+    n_have = len(have & expected)
+    clean = g[g.attack == CLEAN]
+    if clean.empty:
+        flags.append('no clean cell')
+    if n_have < len(expected):
+        flags.append(f'incomplete ({n_have}/{len(expected)} cells)')
+    if not clean.empty:
+        miou, chance = float(clean.miou.iloc[0]), float(clean.chance_miou.iloc[0])
+        if math.isnan(miou) or miou < CHANCE_FACTOR * chance:
+            flags.append(f'near chance level (clean mIoU {_fmt(miou)} < {CHANCE_FACTOR:g} × '
+                         f'{_fmt(chance)}, the most frequent class everywhere)')
+    return flags, not flags
 
 
 def summary_table(df: pd.DataFrame, reference_epsilon: float = REFERENCE_EPSILON) -> pd.DataFrame:
-    """Per model: clean mIoU, IoU ratio at ``reference_epsilon`` and mean over ε, per attack."""
+    """Per model: clean mIoU, IoU ratio at ``reference_epsilon`` and mean over ε, per attack.
+
+    ``df`` holds the cells of one suite and dataset. Models are ranked by ``robustness`` (the mean
+    IoU ratio over attack variants and ε), but only against each other when the comparison means
+    something; the others are listed after the ranked ones with an empty rank and a reason in
+    ``flags``:
+
+    * **incomplete** – the model lacks some of the (attack variant, ε) cells the suite's other
+      models have on this dataset (a model scored on 1 easy cell would otherwise outrank every
+      model scored on the whole grid), or its clean cell;
+    * **near chance level** – its clean mIoU is below ``CHANCE_FACTOR`` (2) × the mIoU of always
+      predicting the most frequent ground-truth class (:func:`majority_class_miou`). Such a model
+      segments nothing; its adversarial and clean mIoU are both near that floor, so their ratio
+      stays near 1 whatever the attack does and would rank it as the most robust model. Twice the
+      constant predictor's mIoU is a deliberately low bar (the demo models reach 19–24× it) that
+      only excludes models which have not learnt to segment at all.
+    """
     out = []
     variants = _variant_order(df)
+    attacked = df[df.attack != CLEAN]
+    expected = {(v, float(e)) for v, e in zip(attacked.variant, attacked.epsilon)}
     for model, g in df.groupby('model', sort=False):
         clean = g[g.attack == CLEAN]['miou']
         row = {'model': model, 'clean mIoU': float(clean.iloc[0]) if len(clean) else np.nan}
@@ -169,7 +296,6 @@ def summary_table(df: pd.DataFrame, reference_epsilon: float = REFERENCE_EPSILON
         for variant in variants:
             ga = g[g.variant == variant]
             grid = df[df.variant == variant].epsilon.unique()
-            at_ref = ga[np.isclose(ga.epsilon, reference_epsilon)]['iou_ratio']
             if np.isclose(grid, reference_epsilon).any() or len(grid) == 1:
                 eps = reference_epsilon if np.isclose(grid, reference_epsilon).any() else float(grid[0])
                 at = ga[np.isclose(ga.epsilon, eps)]['iou_ratio']
@@ -178,11 +304,18 @@ def summary_table(df: pd.DataFrame, reference_epsilon: float = REFERENCE_EPSILON
                 row[f'{variant} mean'] = float(ga['iou_ratio'].mean()) if len(ga) else np.nan
             means.append(float(ga['iou_ratio'].mean()) if len(ga) else np.nan)
         row['robustness'] = float(np.nanmean(means)) if means and not all(np.isnan(means)) else np.nan
+        flags, row['_rankable'] = _flags(g, expected)
+        row['flags'] = '; '.join(flags)
         out.append(row)
     table = pd.DataFrame(out)
     if not table.empty:
-        table = table.sort_values('robustness', ascending=False, ignore_index=True)
-        table.insert(0, 'rank', range(1, len(table) + 1))
+        table = table.sort_values(['_rankable', 'robustness'], ascending=[False, False],
+                                  ignore_index=True, kind='stable')
+        n_ranked = int(table['_rankable'].sum())
+        table.insert(0, 'rank', pd.Series([*range(1, n_ranked + 1), *[''] * (len(table) - n_ranked)],
+                                          dtype=object))
+        table = table.drop(columns=['_rankable'])
+        table = table[[c for c in table.columns if c != 'flags'] + ['flags']]
     return table
 
 
@@ -230,13 +363,15 @@ def _fmt(v, pct=True) -> str:
 
 
 def markdown_table(table: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table; every text (names, labels, flags) is escaped."""
     cols = list(table.columns)
-    lines = ['| ' + ' | '.join(cols) + ' |', '|' + '|'.join('---' if c == 'model' else '---:' for c in cols) + '|']
+    lines = ['| ' + ' | '.join(md_escape(c) for c in cols) + ' |',
+             '|' + '|'.join('---' if c in ('model', 'flags') else '---:' for c in cols) + '|']
     for _, r in table.iterrows():
         cells = []
         for c in cols:
             v = r[c]
-            cells.append(str(v) if c in ('model', 'rank', 'variant') or isinstance(v, str)
+            cells.append(md_escape(v) if c in ('model', 'rank', 'variant') or isinstance(v, str)
                          else _fmt(v, pct=c != 'epsilon'))
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
@@ -268,6 +403,19 @@ def _model_styles(models) -> Dict[str, dict]:
     return out
 
 
+def _save_figure(fig, path: Union[str, Path]) -> Path:
+    """Render ``fig`` as PNG and write it atomically (readable by others, never half-written)."""
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format='png', dpi=120)
+    finally:
+        plt.close(fig)
+    path = Path(path)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
 def plot_iou_ratio(df: pd.DataFrame, path: Union[str, Path], title: str = '') -> Path:
     """IoU ratio (%) against ε (log scale), one panel per attack, one line per model."""
     import matplotlib
@@ -286,21 +434,17 @@ def plot_iou_ratio(df: pd.DataFrame, path: Union[str, Path], title: str = '') ->
         for model in order:
             g = df[(df.variant == attack) & (df.model == model)].sort_values('epsilon')
             if len(g):
-                ax.plot(g.epsilon, 100 * g.iou_ratio, ms=3, label=model, **styles[model])
-        _epsilon_axis(ax, df[df.variant == attack].epsilon.unique(), attack)
+                ax.plot(g.epsilon, 100 * g.iou_ratio, ms=3, label=_plot_text(model), **styles[model])
+        _epsilon_axis(ax, df[df.variant == attack].epsilon.unique(), _plot_text(attack))
     axes[0][0].set_ylabel('IoU ratio (%)')
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc='lower center', ncol=ncol, fontsize=8,
                    bbox_to_anchor=(0.5, 0.0))
     if title:
-        fig.suptitle(title)
+        fig.suptitle(_plot_text(title))
     fig.tight_layout(rect=(0, (0.15 + 0.2 * legend_rows) / height, 1, 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def plot_targeted(df: pd.DataFrame, path: Union[str, Path], title: str = '') -> Optional[Path]:
@@ -327,8 +471,8 @@ def plot_targeted(df: pd.DataFrame, path: Union[str, Path], title: str = '') -> 
                     if col == 'targeted_success_rate' and g['class_pixels_hidden'].notna().any():
                         continue
                     ax.plot(g.epsilon, 100 * g[col], ls, marker='o', ms=3, color=colors[model],
-                            label=f'{model}: {short}')
-        _epsilon_axis(ax, rows[rows.variant == variant].epsilon.unique(), variant)
+                            label=_plot_text(f'{model}: {short}'))
+        _epsilon_axis(ax, rows[rows.variant == variant].epsilon.unique(), _plot_text(variant))
     axes[0][0].set_ylabel('%')
     handles, labels = {}, []
     for ax in axes[0]:
@@ -337,37 +481,42 @@ def plot_targeted(df: pd.DataFrame, path: Union[str, Path], title: str = '') -> 
     fig.legend(list(handles.values()), list(handles), loc='lower center', ncol=min(3, len(handles)),
                fontsize=8, bbox_to_anchor=(0.5, -0.02))
     if title:
-        fig.suptitle(title)
+        fig.suptitle(_plot_text(title))
     fig.tight_layout(rect=(0, 0.1 + 0.04 * (len(handles) // 3), 1, 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def make_leaderboard(results_dir: Union[str, Path], out_dir: Union[str, Path],
                      reference_epsilon: float = REFERENCE_EPSILON) -> Dict[str, object]:
-    """Render README.md, one CSV and one figure per suite; returns what was written."""
-    from benchmark.store import atomic_write_bytes
+    """Render README.md, one CSV and one figure per suite; returns what was written.
+
+    ``written['refused']`` lists the :class:`benchmark.store.Problem` s of the records that were
+    refused (also in the README's "Refused records" section).
+    """
     df = load_results(results_dir)
+    refused: List[Problem] = df.attrs.get('refused', [])
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if df.empty:
+        if refused:
+            raise ResultsError(f'no valid result records under {results_dir}: all {len({p.file for p in refused})} '
+                               f'record file(s) were refused, the first because {refused[0]}. Run '
+                               f'tools/validate_results.py {results_dir} for the full list.')
         raise ResultsError(f'no result records under {results_dir}; run tools/run_benchmark.py first')
     parts = ['# Leaderboard', '',
              'Generated by `tools/make_leaderboard.py` from the records under `results/`; do not edit.',
              'IoU ratio = mIoU on adversarial inputs ÷ mIoU on clean inputs, over the whole dataset '
              '(Arnab et al. 2018). All values in %. ε in 0–255 pixel units (L∞). Models are ranked by '
-             'the mean IoU ratio over the attacks and the ε grid ("robustness").', '']
-    written: Dict[str, object] = {'tables': {}, 'figures': []}
+             'the mean IoU ratio over the attacks and the ε grid ("robustness"); a model with missing '
+             'cells or a clean mIoU near chance level is listed after the ranked ones, unranked, with '
+             'the reason under "flags".', '']
+    written: Dict[str, object] = {'tables': {}, 'figures': [], 'refused': refused}
     for suite, sdf in df.groupby('suite', sort=True):
         for dataset, ddf in sdf.groupby('dataset', sort=True):
             table = summary_table(ddf, reference_epsilon)
             written['tables'][(suite, dataset)] = table
-            stem = suite if dataset == sdf.dataset.iloc[0] and sdf.dataset.nunique() == 1 else f'{suite}_{dataset}'
+            stem = suite if sdf.dataset.nunique() == 1 else f'{suite}_{_file_stem(dataset)}'
             csv_path = out_dir / f'{stem}.csv'
-            atomic_write_bytes(csv_path, ddf.drop(columns=['path']).to_csv(index=False).encode())
+            atomic_write_bytes(csv_path, ddf.drop(columns=['path', 'chance_miou']).to_csv(index=False).encode())
             eps = ', '.join(f'{e:g}' for e in sorted(ddf[ddf.attack != CLEAN].epsilon.unique()))
             n_img = int(ddf.num_images.max())
             role = ''
@@ -377,10 +526,11 @@ def make_leaderboard(results_dir: Union[str, Path], out_dir: Union[str, Path],
             elif fit_keys:
                 role = ' (held-out split)'
             common = df.attrs.get('common_options', {}).get(suite)
-            parts += [f'## Suite `{suite}` — {dataset}{role}', '',
+            parts += [f'## Suite `{suite}` — {md_escape(dataset)}{role}', '',
                       f'{n_img} images; ε grid: {eps}; labels for untargeted attacks: '
                       f'{ddf.label_source.iloc[0]}.'
-                      + (f' Settings shared by all entries of an attack: {"; ".join(common)}.' if common else ''),
+                      + (f' Settings shared by all entries of an attack: {md_escape("; ".join(common))}.'
+                         if common else ''),
                       '', markdown_table(table), '']
             targeted = targeted_table(ddf)
             if not targeted.empty:
@@ -395,12 +545,25 @@ def make_leaderboard(results_dir: Union[str, Path], out_dir: Union[str, Path],
             queries = ddf[ddf.queries.notna()]
             if not queries.empty:
                 parts += ['Queries per image (black-box attacks): ' + '; '.join(
-                    f'{r.model} {r.variant} ε={r.epsilon:g}: {r.queries:.0f}' for r in queries.itertuples()) + '.', '']
+                    f'{md_escape(r.model)} {md_escape(r.variant)} ε={r.epsilon:g}: {r.queries:.0f}'
+                    for r in queries.itertuples()) + '.', '']
             if any(ddf[ddf.variant == v].epsilon.nunique() > 1 for v in _variant_order(ddf)):
                 fig = plot_iou_ratio(ddf, out_dir / f'{stem}_iou_ratio.png', f'{suite}: {dataset}')
                 written['figures'].append(fig)
                 parts += [f'![IoU ratio against ε]({fig.name})', '']
             parts += [f'All cells: [`{csv_path.name}`]({csv_path.name})', '']
+    if refused:
+        root = Path(results_dir)
+        parts += ['## Refused records', '',
+                  f'{len({p.file for p in refused})} record file(s) under `results/` failed verification and '
+                  'are left out of every table above (run `tools/validate_results.py` for all checks):', '']
+        for p in refused:
+            try:
+                shown = Path(p.file).relative_to(root).as_posix()
+            except ValueError:
+                shown = p.file
+            parts.append(f'- {md_escape(shown)}: {md_escape(p.field)}: {md_escape(p.reason)}')
+        parts.append('')
     readme = out_dir / 'README.md'
     atomic_write_bytes(readme, '\n'.join(parts).encode())
     written['readme'] = readme

@@ -1,5 +1,9 @@
 #!/usr/bin/env python
-"""Render the leaderboard (Markdown, CSV, figures) from stored result records only."""
+"""Render the leaderboard (Markdown, CSV, figures) from stored result records only.
+
+Records that fail verification are refused (listed under "Refused records" in the README and
+logged as warnings) and the rest is rendered; ``--strict`` then exits with status 1.
+"""
 from __future__ import annotations
 
 import argparse
@@ -13,12 +17,20 @@ def main(argv=None):
     p.add_argument('--out-dir', default=str(REPO_ROOT / 'leaderboard'))
     p.add_argument('--reference-epsilon', type=float, default=8.0,
                    help='ε of the per-attack column in the summary table (default 8)')
+    p.add_argument('--strict', action='store_true',
+                   help='exit with status 1 when a record was refused (after rendering the rest)')
     args = p.parse_args(argv)
     setup_logging()
     from leaderboard.report import make_leaderboard
     written = make_leaderboard(args.results_dir, args.out_dir, args.reference_epsilon)
     print(f'wrote {written["readme"]} and {len(written["figures"])} figure(s)')
+    refused = {p.file for p in written['refused']}
+    if refused:
+        print(f'{len(refused)} record file(s) refused (listed under "Refused records" in '
+              f'{written["readme"]}; tools/validate_results.py checks everything)')
+        return 1 if args.strict else 0
+    return 0
 
 
 if __name__ == '__main__':
-    main_guard(main)
+    raise SystemExit(main_guard(main))

@@ -50,14 +50,39 @@ def test_render(results, tmp_path):
     assert (tmp_path / 'out' / 's_iou_ratio.png').is_file() and (tmp_path / 'out' / 's.csv').is_file()
 
 
-def test_edited_metric_is_caught(results):
+def test_edited_metric_is_refused_and_the_rest_renders(results, tmp_path):
     import json
-    path = next(results.rglob('fgsm_eps8_*.json'))
+    path = next((results / 's' / 'fragile').glob('fgsm_eps8_*.json'))
     rec = json.loads(path.read_text())
     rec['metrics']['miou'] = 0.99
     path.write_text(json.dumps(rec))
-    with pytest.raises(ResultsError, match='corrupt'):
-        load_results(results)
+    df = load_results(results)
+    assert len(df) == 5 and str(path) not in set(df.path)
+    (problem,) = df.attrs['refused']
+    assert (problem.file, problem.field) == (str(path), 'metrics.miou') and 'differs' in problem.reason
+    written = make_leaderboard(results, tmp_path / 'out')
+    text = written['readme'].read_text()
+    assert '## Refused records' in text
+    assert f'- s/fragile/{path.name}: metrics.miou: stated 0.99 differs' in text.replace('\\_', '_')
+    assert '| 1 | robust |' in text                        # the valid rest is rendered and ranked
+    assert '|  | fragile |' in text and 'incomplete (1/2 cells)' in text
+
+
+def test_copied_results_folder_does_not_crash_the_report(results, tmp_path):
+    import shutil
+    shutil.copytree(results / 's', results / 's_copy')          # cp -r results/demo results/demo_copy
+    written = make_leaderboard(results, tmp_path / 'out')
+    table = written['tables'][('s', 'd')]
+    assert list(table.model) == ['robust', 'fragile'] and list(table['rank']) == [1, 2]
+    assert len(written['refused']) == 6 and {p.field for p in written['refused']} == {'key.suite'}
+    assert written['readme'].read_text().count('- s_copy/') == 6
+
+
+def test_all_records_refused(results, tmp_path):
+    for path in results.rglob('*.json'):
+        path.write_text('[]')
+    with pytest.raises(ResultsError, match='no valid result records.*all 6 record file.*is a JSON list'):
+        make_leaderboard(results, tmp_path / 'out')
 
 
 def test_no_results(tmp_path):
@@ -119,3 +144,101 @@ def test_every_model_of_a_large_leaderboard_gets_its_own_line_style():
     keys = {(s['color'], s['marker'], s['linestyle']) for s in styles.values()}
     assert len(keys) == len(models)
     assert len({s['color'] for s in list(styles.values())[:20]}) == 20
+
+
+def test_incomplete_and_chance_level_models_are_not_ranked(results, tmp_path):
+    store = ResultStore(results)
+    # one cell of two, with a far better IoU ratio than any complete model
+    put(store, 'partial', 'clean', 0, 45)
+    put(store, 'partial', 'fgsm', 8, 45)
+    # near chance: 25 of 50 pixels per class right, mIoU 1/3 < 2 x 1/4 (the most frequent class
+    # everywhere); hardly changed by the attack, so its IoU ratio is near 1
+    put(store, 'chance', 'clean', 0, 25)
+    for eps in (4, 8):
+        put(store, 'chance', 'fgsm', eps, 24)
+    table = summary_table(load_results(results))
+    assert list(table.model) == ['robust', 'fragile', 'partial', 'chance']
+    assert list(table['rank']) == [1, 2, '', '']
+    assert table['robustness'][2] > table['robustness'][3] > table['robustness'][0]
+    flags = dict(zip(table.model, table['flags']))
+    assert flags['robust'] == flags['fragile'] == ''
+    assert flags['partial'] == 'incomplete (1/2 cells)'
+    assert flags['chance'].startswith('near chance level (clean mIoU 33.3 < 2 × 25.0')
+    assert list(table.columns)[-1] == 'flags'
+    text = make_leaderboard(results, tmp_path / 'out')['readme'].read_text()
+    assert '| 1 | robust |' in text and '| 2 | fragile |' in text and '|  | partial |' in text
+
+
+def test_majority_class_miou():
+    from leaderboard.report import majority_class_miou
+    # rows: 60, 30, 10 pixels, class 3 absent -> predicting class 0 everywhere: IoU 0.6, 0, 0
+    conf = np.array([[50, 10, 0, 0], [5, 25, 0, 0], [0, 0, 10, 0], [0, 0, 0, 0]])
+    assert majority_class_miou(conf) == pytest.approx(0.6 / 3)
+    from benchmark import metrics
+    constant = np.zeros_like(conf)
+    constant[:, 0] = conf.sum(axis=1)
+    assert metrics.mean_iou(constant) == pytest.approx(majority_class_miou(conf))
+
+
+def test_markdown_escape():
+    from leaderboard.report import md_escape
+    assert md_escape('a|b') == 'a\\|b'
+    assert md_escape('x\ny') == 'x y'
+    assert md_escape('<script>') == '&lt;script&gt;'
+    assert md_escape('[l](http://x) `c` *e* _u_ ~s~ $m$') == \
+        '\\[l\\](http://x) \\`c\\` \\*e\\* \\_u\\_ \\~s\\~ \\$m\\$'
+    assert md_escape('fcn-8s+crf.v2') == 'fcn-8s+crf.v2'
+    assert md_escape('fcn_r18-w16_synthcity num_steps=20') == 'fcn_r18-w16_synthcity num_steps=20'
+    assert md_escape('_a b_ c__d') == '\\_a b\\_ c\\_\\_d'
+
+
+def _unescaped_pipes(line):
+    import re
+    return len(re.findall(r'(?<!\\)\|', line))
+
+
+def test_record_strings_cannot_break_the_tables(tmp_path):
+    """A valid record whose model name and attack options contain Markdown: every table row keeps
+    its column count and no raw HTML or link reaches the README."""
+    store = ResultStore(tmp_path / 'results')
+    eye = np.array([[50, 0], [0, 50]])
+    model = 'm_x_*y*'.replace('*', '+')               # names allow letters, digits and _ . + -
+    nasty = {'type': 'pgd', 'init': 'a|b\n| c | <img src=x onerror=alert(1)> [link](http://x) `code`'}
+    put_variant(store, model, None, 0, eye)
+    put_variant(store, model, nasty, 8, np.array([[40, 10], [10, 40]]), params={'init': nasty['init']})
+    for eps, c in ((4, 45), (8, 42)):
+        put_variant(store, model, dict(nasty, init='$x$'), eps, np.array([[c, 50 - c], [50 - c, c]]),
+                    params={'init': '$x$'})
+    readme = make_leaderboard(tmp_path / 'results', tmp_path / 'out')['readme'].read_text()
+    table = [line for line in readme.splitlines() if line.startswith('|')]
+    assert len(table) >= 3 and len({_unescaped_pipes(line) for line in table}) == 1
+    import re
+    assert '<img' not in readme and '&lt;img' in readme
+    assert not re.search(r'(?<!\\)\]\(http', readme) and not re.search(r'(?<!\\)`code', readme)
+    assert 'm_x\\_+y+' in readme
+    assert (tmp_path / 'out' / 'v_iou_ratio.png').stat().st_size > 1000   # '$' does not break the plot
+
+
+def test_leaderboard_files_are_readable_by_others(results, tmp_path):
+    import os
+    old = os.umask(0o022)
+    try:
+        make_leaderboard(results, tmp_path / 'out')
+    finally:
+        os.umask(old)
+    files = sorted((tmp_path / 'out').iterdir())
+    assert {f.name for f in files} == {'README.md', 's.csv', 's_iou_ratio.png'}
+    assert all(f.stat().st_mode & 0o777 == 0o644 for f in files)
+
+
+def test_report_does_not_import_torch_or_model_code():
+    import subprocess
+    import sys
+    from pathlib import Path
+    code = ('import sys; import leaderboard.report; '
+            'bad = sorted(m for m in sys.modules if m.split(".")[0] in '
+            '("torch", "attacks", "model_zoo", "mmseg", "mmcv", "mmengine")); print(bad); '
+            'sys.exit(1 if bad else 0)')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
