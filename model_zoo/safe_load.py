@@ -14,9 +14,12 @@ A ``.pth`` file is a pickle, and unpickling can call any Python function the fil
    :class:`Unresolved` placeholder class for every other name. A placeholder never imports the
    module it names and has no behaviour: it stores the arguments and state it is given as data.
    The tensor rebuild functions in the allow-list are wrappers that check their arguments
-   (storages must be the ones torch's zip reader produced; the tensor type of
-   ``_rebuild_from_type_v2`` must be ``torch.Tensor`` or ``torch.nn.Parameter``, never a
-   placeholder or another class) before calling torch's own function.
+   (storages must be the ones torch's zip reader produced and every view must lie inside its
+   storage; the tensor type of ``_rebuild_from_type_v2`` must be ``torch.Tensor`` or
+   ``torch.nn.Parameter``, never a placeholder or another class) before calling torch's own
+   function. The unpickler is the pure-Python one with a narrowed opcode table: setting an
+   object's state (BUILD) only fills placeholders and an OrderedDict's attributes, and new
+   objects (NEWOBJ) are made only from classes.
 
 Why not mmengine's ``CheckpointLoader`` or plain ``torch.load``: both unpickle with the full
 ``pickle`` module, i.e. they run whatever the file names. Why not
@@ -37,7 +40,7 @@ import types
 import warnings
 import zipfile
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import torch
 

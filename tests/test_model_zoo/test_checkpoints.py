@@ -11,7 +11,6 @@ import threading
 import time
 import types
 import zipfile
-from pathlib import Path
 
 import pytest
 import torch
