@@ -245,15 +245,26 @@ def _write_temporary(path: Path, data: bytes) -> Path:
     return Path(tmp)
 
 
-def _commit(tmps: List[Tuple[Path, Path]]) -> None:
-    """Rename each ``(temporary, final)`` pair into place, then fsync the directories."""
+def _commit(tmps: List[Tuple[Path, Path]], retire: Optional[Path] = None) -> None:
+    """Rename each ``(temporary, final)`` pair into place, then fsync the directories.
+
+    ``retire`` (an existing file) is removed first: the record being replaced, so that an
+    interruption between the renames leaves no old record naming a new per-image file (the cell
+    is then simply missing, and recomputed by the next run).
+    """
+    path = tmps[0][1]
     try:
+        if retire is not None:
+            path = retire
+            retire.unlink()
         for tmp, path in tmps:
             os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:
         for tmp, _ in tmps:
             _remove_quietly(tmp)
-        raise _write_error(path, e) from None
+        if isinstance(e, OSError):
+            raise _write_error(path, e) from None
+        raise
     for directory in {path.parent for _, path in tmps}:
         _fsync_directory(directory)
 
@@ -575,7 +586,9 @@ class ResultStore:
 
         Both files are complete on disk before either is renamed into place, so a failure (full
         disk, read-only directory: a :class:`ResultsError` naming the path) leaves any earlier
-        version of the cell untouched.
+        version of the cell untouched. Replacing a stored cell (``--force``) removes its old record
+        just before the renames: a crash in between leaves the cell missing (recomputed by the next
+        run), never an old record beside a new per-image file.
         """
         key = CellKey.from_dict(record['key'])
         path = self.record_path(key)
@@ -605,7 +618,9 @@ class ResultStore:
             for tmp, _ in pending:
                 _remove_quietly(tmp)
             raise
-        _commit(pending)  # the .npz first: a record never names a per-image file not yet there
+        # the .npz first (a record never names a per-image file not yet there); a record being
+        # replaced is removed before its .npz is, so no crash leaves an old record beside a new .npz
+        _commit(pending, retire=path if npz_data is not None and path.exists() else None)
         return path
 
     def read(self, key_or_path: Union[CellKey, Path, str], verify: bool = True) -> dict:

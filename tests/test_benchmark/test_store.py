@@ -465,3 +465,27 @@ def test_iter_records_skips_artifacts_and_hidden_files(stored):
     (path.parent / 'artifacts' / 'meta.json').write_text('{}')
     (path.parent / '.x.json').write_text('{}')
     assert [p for p, _ in store.iter_records()] == [path]
+
+
+def test_interrupted_replacement_leaves_no_mismatched_pair(tmp_path, monkeypatch):
+    """A crash between the two renames of a --force rewrite: the cell is missing (and recomputed),
+    never an old record naming the sha256 of a per-image file that was replaced."""
+    store = ResultStore(tmp_path)
+    rec, per_image = record_for(KEY)
+    store.write(rec, {'vs_ground_truth': per_image})
+    real_replace = os.replace
+    calls = []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:                                         # the record's rename
+            raise KeyboardInterrupt
+        return real_replace(src, dst)
+    monkeypatch.setattr(store_mod.os, 'replace', replace)
+    rec2, per_image2 = record_for(KEY, n=5)
+    with pytest.raises(KeyboardInterrupt):
+        store.write(rec2, {'vs_ground_truth': per_image2})
+    monkeypatch.undo()
+    assert not store.exists(KEY) and not find_temporary(tmp_path)
+    store.write(rec2, {'vs_ground_truth': per_image2})              # the next run recomputes it
+    assert store.read(KEY)['num_images'] == 5
