@@ -419,6 +419,12 @@ def inspect_record(path: Union[str, Path], *, root: Optional[Union[str, Path]] =
     for name, m in record['confusion'].items():
         if m is not None and (len(m) != c or any(len(row) != c for row in m)):
             chk.add(f'confusion.{name}', f'is not {c}x{c} (num_classes is {c})')
+        elif m is not None:
+            try:
+                np.asarray(m, dtype=np.int64)
+            except (OverflowError, ValueError, TypeError):
+                chk.add(f'confusion.{name}', 'holds counts too large for 64-bit integers; the '
+                        'record is corrupt')
     if len(record['class_names']) != c:
         chk.add('class_names', f'has {len(record["class_names"])} names, num_classes is {c}')
     try:

@@ -489,3 +489,9 @@ def test_interrupted_replacement_leaves_no_mismatched_pair(tmp_path, monkeypatch
     assert not store.exists(KEY) and not find_temporary(tmp_path)
     store.write(rec2, {'vs_ground_truth': per_image2})              # the next run recomputes it
     assert store.read(KEY)['num_images'] == 5
+
+
+def test_counts_beyond_int64_are_a_problem_not_a_crash(stored):
+    store, path = stored
+    edit_json(path, lambda r: r['confusion']['vs_clean'][1].__setitem__(0, 10 ** 30))
+    assert [f for f, _ in problems_of(store, path)] == ['confusion.vs_clean']
