@@ -16,7 +16,7 @@ Checks across the records of one ``(suite, dataset, model, scale)``, which descr
 * the same ground truth: per image, the row sums of ``vs_ground_truth`` (labelled pixels of each
   class) are equal in every cell, whatever the attack;
 * the same image sizes: per image, the total of ``vs_clean`` (every pixel of the clean
-  prediction) is equal in every attacked cell;
+  prediction) is equal in every attacked cell, and not below its labelled pixels;
 * every attacked cell has its clean cell (the IoU ratio divides by it);
 * provenance: git sha, config hash, creation time, seed, and the checkpoint's sha256 when a
   checkpoint is named;
@@ -41,9 +41,9 @@ from .errors import ResultsError
 from .store import (NON_RECORD_DIRS, Problem, find_temporary, hidden_class_of, inspect_record,
                     record_files)
 
-__all__ = ['Problem', 'CheckedRecord', 'check_paths', 'check_paths_counted', 'inspect_paths', 'consistency_problems',
-           'completeness_problems', 'provenance_problems', 'temporary_file_problems',
-           'orphan_problems']
+__all__ = ['Problem', 'CheckedRecord', 'check_paths', 'check_paths_counted', 'inspect_paths',
+           'consistency_problems', 'completeness_problems', 'provenance_problems',
+           'temporary_file_problems', 'orphan_problems']
 
 _SHA256_RE = re.compile(r'^[0-9a-f]{64}$')
 
@@ -160,9 +160,15 @@ def consistency_problems(records: Sequence[CheckedRecord]) -> List[Problem]:
         ref_px_cell = _majority([c for c in cells if c.image_pixels is not None])
         ref_px = None if ref_px_cell is None else ref_px_cell.image_pixels
         for c in cells:
+            where = str(c.path)
+            if c.image_pixels is not None and c.gt_pixels is not None and (
+                    c.image_pixels.shape != c.gt_pixels.shape[:1]
+                    or (c.image_pixels < c.gt_pixels.sum(axis=1)).any()):
+                problems.append(Problem(where, 'confusion.vs_clean', 'an image has fewer pixels (total '
+                                        'of vs_clean) than labelled pixels (total of vs_ground_truth); '
+                                        'the counts do not add up to the image sizes'))
             if c is ref:
                 continue
-            where = str(c.path)
             if c.record['dataset']['image_ids_sha256'] != ref_ids:
                 problems.append(Problem(where, 'dataset.image_ids_sha256', 'differs from that of '
                                         f'{ref.path.name} (same suite, dataset and model): the cells '

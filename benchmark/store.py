@@ -413,7 +413,8 @@ def inspect_record(path: Union[str, Path], *, root: Optional[Union[str, Path]] =
         return None, None, chk.problems
     found = _schema_problem(record)
     if found is not None:
-        chk.add('.'.join(found[0]) or '(top level)', f'does not match result schema v{SCHEMA_VERSION}: {found[1]}')
+        chk.add('.'.join(found[0]) or '(top level)',
+                f'does not match result schema v{SCHEMA_VERSION}: {found[1]}')
         return None, None, chk.problems
     c = record['num_classes']
     for name, m in record['confusion'].items():

@@ -177,3 +177,13 @@ def test_problem_is_a_dataclass_with_a_readable_string():
     p = Problem('r/x.json', 'metrics.miou', 'differs')
     assert (p.file, p.field, p.reason) == ('r/x.json', 'metrics.miou', 'differs')
     assert str(p) == 'r/x.json: metrics.miou: differs'
+
+
+def test_image_smaller_than_its_labelled_pixels(tmp_path):
+    store = ResultStore(tmp_path / 'results')
+    put(store, 'm', 'clean', 0, seed=0)
+    gt = per_image_gt(0)
+    put(store, 'm', 'fgsm', 8, gt=gt, image_pixels=[int(gt[0].sum()) - 1, int(gt[1].sum())])
+    problems = check_paths([tmp_path / 'results'])
+    assert [(Path(p.file).name.split('_')[0], p.field) for p in problems] == [('fgsm', 'confusion.vs_clean')]
+    assert 'do not add up to the image sizes' in problems[0].reason
