@@ -555,8 +555,9 @@ def make_leaderboard(results_dir: Union[str, Path], out_dir: Union[str, Path],
     if refused:
         root = Path(results_dir)
         parts += ['## Refused records', '',
-                  f'{len({p.file for p in refused})} record file(s) under `results/` failed verification and '
-                  'are left out of every table above (run `tools/validate_results.py` for all checks):', '']
+                  f'{len({p.file for p in refused})} record file(s) under the results folder failed '
+                  'verification and are left out of every table above (`tools/validate_results.py` runs '
+                  'every check):', '']
         for p in refused:
             try:
                 shown = Path(p.file).relative_to(root).as_posix()
