@@ -25,3 +25,8 @@ class CheckpointError(BenchmarkError):
 
 class ResultsError(BenchmarkError):
     """A stored result record is unreadable or does not satisfy the schema."""
+
+
+class ModelError(BenchmarkError):
+    """A model produced output no benchmark number can be computed from (NaN or infinite logits or
+    input gradients, e.g. from NaN weights): the run stops rather than record a meaningless cell."""

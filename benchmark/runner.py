@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,8 @@ import torch
 
 from . import metrics
 from .cells import CellKey, canonical_json
-from .errors import ConfigError, ResultsError
+from .errors import BenchmarkError, ConfigError, ResultsError
+from .locks import DirectoryLock
 from .provenance import git_state, hostname, now_iso, package_versions
 from .store import ResultStore, make_record, sha256_file
 from .suite import EVAL, FIT, Suite, load_suite
@@ -112,7 +114,7 @@ class Runner:
         self.store = ResultStore(results_dir)
         self.force = force
         self.progress = progress
-        self.device = torch.device(device)
+        self.device = _check_device(device)
         entries = self.suite.models
         if models:
             unknown = set(models) - {m.name for m in entries}
@@ -125,37 +127,154 @@ class Runner:
 
     # -----------------------------------------------------------------------------------------
     def run(self) -> List[CellOutcome]:
-        """Run every pending cell; returns one outcome per cell of the selected models."""
+        """Run every pending cell; returns one outcome per cell of the selected models.
+
+        Everything that can be checked without a model is checked first (results directory,
+        datasets and their labels, target class ids and target images), so a mistake fails in
+        seconds, not after the first model's hour of work.
+        """
         from .datasets.builder import build_eval_dataset
+        self._check_results_dir()
         datasets = {EVAL: _DatasetRun(build_eval_dataset(self.suite.dataset))}
         if self.suite.fit_dataset is not None:
             datasets[FIT] = _DatasetRun(build_eval_dataset(self.suite.fit_dataset))
+        self._static_maps = self._check_targets(datasets)
         outcomes: List[CellOutcome] = []
         todo = []
         for entry in self.entries:
-            cells = self.suite.cell_plans(entry.name)
-            pending = []
-            for role, key, plan in cells:
-                if self.store.exists(key) and not self.force:
-                    record = self.store.read(key)
-                    if record['dataset']['image_ids_sha256'] != datasets[role].info['image_ids_sha256']:
-                        raise ResultsError(
-                            f'{self.store.record_path(key)} was computed on a different image list '
-                            'than this suite now selects. Use --force to recompute, or another '
-                            '--results-dir to keep both.')
-                    outcomes.append(CellOutcome(key, self.store.record_path(key), 'stored',
-                                                record['metrics']['miou']))
-                else:
-                    pending.append((role, key, plan))
+            stored, pending = self._split_cells(entry, datasets)
             if not pending:
-                logger.info('%s: all %d cells stored', entry.name, len(cells))
+                logger.info('%s: all %d cells stored', entry.name, len(stored))
+                outcomes.extend(stored)
                 continue
-            todo.append((entry, pending))
+            todo.append(entry)
+        self._check_models(todo)
         if self.jobs > 1 and len(todo) > 1:
-            return outcomes + self._run_parallel([entry for entry, _ in todo])
-        for entry, pending in todo:
-            outcomes.extend(self._run_model(entry, datasets, pending))
+            return outcomes + self._run_parallel(todo)
+        # a model another run is computing right now is taken last, once that run releases it
+        deferred = []
+        for entry in todo:
+            lock = DirectoryLock(self._model_dir(entry))
+            if lock.acquire(blocking=False):
+                outcomes.extend(self._run_model_locked(entry, datasets, lock))
+            else:
+                deferred.append((entry, lock))
+        for entry, lock in deferred:
+            logger.info('%s: another run is computing this model; waiting for it to finish',
+                        entry.name)
+            lock.acquire(blocking=True)
+            outcomes.extend(self._run_model_locked(entry, datasets, lock))
         return outcomes
+
+    def _check_models(self, entries) -> None:
+        """Every pending model's config parses and its checkpoint exists (downloaded once if a URL)
+        and matches its sha256, before the first model is built: a typo in the last model's
+        checkpoint path must not surface after the first model's hour of work. (Building and
+        loading, with the key and class checks, happen when each model's turn comes.)"""
+        from model_zoo.builder import load_config, resolve_checkpoint, verify_sha256
+        for entry in entries:
+            try:
+                cfg = load_config(entry.config)
+                if 'model' not in cfg:
+                    raise ConfigError(f'config {entry.config} has no `model` entry; expected an '
+                                      'mmseg model config')
+                if entry.weights is not None:
+                    verify_sha256(resolve_checkpoint(entry.weights), entry.sha256)
+            except BenchmarkError as e:
+                raise type(e)(f'model {entry.name}: {e}') from None
+
+    def _model_dir(self, entry) -> Path:
+        return self.store.root / self.suite.name / entry.name
+
+    def _split_cells(self, entry, datasets):
+        """``(stored outcomes, pending [(role, key, plan)])`` of one model, reading the store.
+
+        A stored record is verified (schema, metrics against its matrices, its per-image file
+        against the sha256 it names) before it is trusted; one that fails stops the run with the
+        file and the reason, since silently recomputing would hide tampering or a broken disk.
+        """
+        stored, pending = [], []
+        for role, key, plan in self.suite.cell_plans(entry.name):
+            if self.force or not self.store.exists(key):
+                pending.append((role, key, plan))
+                continue
+            try:
+                record = self.store.read(key, verify=True)
+            except ResultsError as e:
+                raise ResultsError(f'{e}. This stored cell cannot be trusted: delete it (the .json '
+                                   f'and its .npz) or recompute it with --force --models {entry.name}.'
+                                   ) from None
+            if record['dataset']['image_ids_sha256'] != datasets[role].info['image_ids_sha256']:
+                raise ResultsError(
+                    f'{self.store.record_path(key)} was computed on a different image list '
+                    'than this suite now selects. Use --force to recompute, or another '
+                    '--results-dir to keep both.')
+            stored.append(CellOutcome(key, self.store.record_path(key), 'stored',
+                                      record['metrics']['miou']))
+        return stored, pending
+
+    def _run_model_locked(self, entry, datasets, lock) -> List[CellOutcome]:
+        """Run one model's pending cells while holding its directory lock (released here)."""
+        try:
+            swept = self.store.sweep_temporary(lock.directory)
+            if swept:
+                logger.info('%s: removed %d temporary file(s) left by an interrupted run',
+                            entry.name, len(swept))
+            # re-read the store: another run may have computed cells while we waited
+            stored, pending = self._split_cells(entry, datasets)
+            if not pending:
+                return stored
+            return stored + self._run_model(entry, datasets, pending)
+        finally:
+            lock.release()
+
+    def _check_results_dir(self) -> None:
+        """The results directory is a writable directory (checked before any work)."""
+        root = self.store.root
+        if root.exists() and not root.is_dir():
+            raise ResultsError(f'--results-dir {root} is a file; expected a directory (it is '
+                               'created if missing)')
+        suite_dir = root / self.suite.name
+        try:
+            suite_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=suite_dir):
+                pass
+        except OSError as e:
+            raise ResultsError(f'cannot write result records under {suite_dir}: {e.strerror}. '
+                               'Expected a writable directory: fix its permissions or free space, '
+                               'or choose another --results-dir.') from None
+
+    def _check_targets(self, datasets) -> Dict[str, torch.Tensor]:
+        """Target class ids within the dataset's classes and static target images that exist
+        and fit the evaluation images; returns the ground-truth static maps, resolved once."""
+        from .target_specs import resolve_static_map
+        static: Dict[str, torch.Tensor] = {}
+        eval_shapes = {role: tuple(d.dataset[0][1].shape) for role, d in datasets.items()}
+        for spec in self.suite.attacks:
+            target = spec.get('target')
+            if target is None:
+                continue
+            where = f'suite {self.suite.name}: attack {spec["type"]} target {target}'
+            if target['kind'] == 'hide_class':
+                for role, data in datasets.items():
+                    names = data.dataset.class_names
+                    if target['hidden_class'] >= len(names):
+                        raise ConfigError(f'{where}: hidden_class {target["hidden_class"]} is not a class '
+                                          f'of the {data.info["name"]} dataset, whose ids are 0-'
+                                          f'{len(names) - 1} ({", ".join(f"{i}={n}" for i, n in enumerate(names))})')
+                continue
+            try:
+                gt = resolve_static_map(dict(target, source='ground_truth'), self.suite.dataset)
+            except ValueError as e:
+                raise ConfigError(f'{where}: {e}') from None
+            for role, shape in eval_shapes.items():
+                if tuple(gt.shape) != shape:
+                    raise ConfigError(f'{where}: the target image is {tuple(gt.shape)} (H, W) but the '
+                                      f'{role} images are {shape}; a static target needs images of '
+                                      'the same size')
+            if target['source'] == 'ground_truth':
+                static[canonical_json(target)] = gt
+        return static
 
     def _run_parallel(self, entries) -> List[CellOutcome]:
         """Run ``entries`` in ``self.jobs`` worker processes, one model per task.
@@ -202,7 +321,8 @@ class Runner:
         num_classes = datasets[EVAL].dataset.num_classes
         model, ckpt_sha = build_zoo_model(entry, num_classes=num_classes)
         model = model.to(self.device)
-        ctx = _ModelContext(entry, model, ckpt_sha)
+        model.name = entry.name
+        ctx = _ModelContext(entry, model, ckpt_sha, self._static_maps)
         outcomes = []
         # attacks fitted on the training split are fitted (or loaded) before any cell applies them
         fit_plans = _unique_plans(p for _, _, p in pending if p is not None and p.requires_fit)
@@ -527,11 +647,11 @@ class _DatasetRun:
 class _ModelContext:
     """What the runner keeps per model: the model, clean maps per dataset, targets, artifacts."""
 
-    def __init__(self, entry, model, ckpt_sha):
+    def __init__(self, entry, model, ckpt_sha, static_maps: Optional[Dict[str, torch.Tensor]] = None):
         self.entry, self.model, self.ckpt_sha = entry, model, ckpt_sha
         self.clean: Dict[int, CleanMaps] = {}
         self.artifacts: Dict[int, dict] = {}
-        self._static: Dict[str, torch.Tensor] = {}
+        self._static: Dict[str, torch.Tensor] = dict(static_maps or {})
 
     def target_builder(self, plan, suite):
         from .target_specs import TargetBuilder, resolve_static_map
@@ -560,6 +680,25 @@ class CleanMapsView:
 
     pred: torch.Tensor            # (N, H, W) int64
     least_likely: torch.Tensor    # (N, H, W) int64
+
+
+def _check_device(device) -> torch.device:
+    """A torch device that exists here (checked before any work)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f'--device {device!r} is not a torch device; expected cpu, cuda or '
+                          'cuda:N') from None
+    if dev.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise ConfigError(f'--device {device} asks for a GPU but torch sees none here (CPU build '
+                              f'of torch {torch.__version__} or no driver); use --device cpu')
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f'--device {device}: this machine has {torch.cuda.device_count()} GPU(s), '
+                              f'cuda:0 to cuda:{torch.cuda.device_count() - 1}')
+    elif dev.type != 'cpu':
+        raise ConfigError(f'--device {device}: only cpu and cuda devices are supported')
+    return dev
 
 
 def _run_model_worker(suite, results_dir, force, model, progress, device, share, threads, slots,

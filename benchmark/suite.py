@@ -152,7 +152,36 @@ def _check_epsilon(eps, where: str) -> float:
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(eps) or eps <= 0:
         raise ConfigError(f'{where}: epsilon {eps!r} is not valid; expected numbers > 0 in 0-255 '
                           f'pixel units, e.g. epsilons = {list(ARNAB_EPSILONS)}')
-    return float(eps)
+    eps = float(eps)
+    if eps > 255:
+        raise ConfigError(f'{where}: epsilon {eps:g} is larger than the whole 0-255 pixel range, so '
+                          'every image is reachable and the cell measures nothing; ε is in 0-255 '
+                          f'pixel units, e.g. epsilons = {list(ARNAB_EPSILONS)}')
+    levels = eps * 255
+    if eps < 1 and round(levels) >= 1 and abs(levels - round(levels)) < 1e-6:
+        raise ConfigError(f'{where}: epsilon {eps:g} looks like {round(levels)}/255, a radius in '
+                          f'[0, 1] image units, but this benchmark measures ε in 0-255 pixel units '
+                          f'(ε = 8 means 8 grey levels): write {round(levels)} for {round(levels)}/255')
+    return eps
+
+
+def _check_epsilons(values, where: str, what: str = 'epsilons') -> List[float]:
+    """A non-empty list of distinct valid ε (a duplicate would compute and count a cell twice)."""
+    if isinstance(values, bool):
+        values = [values]   # reported by _check_epsilon
+    elif isinstance(values, numbers.Real):
+        values = [values]
+    if not isinstance(values, Sequence) or isinstance(values, str) or not values:
+        raise ConfigError(f'{where}: {what} must be a non-empty list of numbers > 0 in 0-255 pixel '
+                          f'units, got {values!r}')
+    out = [_check_epsilon(e, where) for e in values]
+    seen = set()
+    for e in out:
+        if e in seen:
+            raise ConfigError(f'{where}: {what} lists ε = {e:g} more than once ({values!r}); each ε is '
+                              'one cell, list it once')
+        seen.add(e)
+    return out
 
 
 def load_suite(source: Union[str, Path, dict], overrides: Optional[Dict[str, Any]] = None) -> Suite:
@@ -188,6 +217,9 @@ def load_suite(source: Union[str, Path, dict], overrides: Optional[Dict[str, Any
     except ValueError as e:
         raise ConfigError(f'{where}: {e}') from None
 
+    if not isinstance(raw['dataset'], dict):
+        raise ConfigError(f"{where}: dataset must be a dict such as dict(type='cityscapes', "
+                          f"data_root='data/cityscapes', split='val'), got {raw['dataset']!r}")
     dataset = dict(raw['dataset'])
     if 'type' not in dataset:
         raise ConfigError(f'{where}: dataset needs a `type` (synthetic_cityscapes, cityscapes or voc)')
@@ -206,16 +238,20 @@ def load_suite(source: Union[str, Path, dict], overrides: Optional[Dict[str, Any
     if len(set(names)) != len(names):
         raise ConfigError(f'{where}: a model is listed twice: {names}')
 
-    epsilons = raw['epsilons']
-    if isinstance(epsilons, (int, float)):
-        epsilons = [epsilons]
-    if not isinstance(epsilons, Sequence) or isinstance(epsilons, str) or not epsilons:
-        raise ConfigError(f'{where}: epsilons must be a non-empty list of numbers > 0, got {epsilons!r}')
-    epsilons = [_check_epsilon(e, where) for e in epsilons]
+    epsilons = _check_epsilons(raw['epsilons'], where)
 
     attacks = []
     any_fit = False
-    for spec in raw['attacks']:
+    attacks_raw = raw['attacks']
+    if isinstance(attacks_raw, (str, dict)):
+        attacks_raw = [attacks_raw]
+    if not isinstance(attacks_raw, Sequence) or not attacks_raw:
+        raise ConfigError(f"{where}: attacks must be a non-empty list of attack names or dicts, e.g. "
+                          f"[dict(type='fgsm'), dict(type='ifgsm')], got {attacks_raw!r}")
+    for spec in attacks_raw:
+        if not isinstance(spec, (str, dict)):
+            raise ConfigError(f"{where}: attack entry {spec!r} must be a name such as 'fgsm' or a dict "
+                              "such as dict(type='pgd', num_steps=20)")
         spec = {'type': spec} if isinstance(spec, str) else dict(spec)
         if 'type' not in spec:
             raise ConfigError(f'{where}: attack {spec} has no `type`')
@@ -246,13 +282,7 @@ def load_suite(source: Union[str, Path, dict], overrides: Optional[Dict[str, Any
         any_fit = any_fit or bool(getattr(cls, 'requires_fit', False))
         attack_epsilons = epsilons
         if 'epsilons' in spec:
-            attack_epsilons = spec['epsilons']
-            if isinstance(attack_epsilons, (int, float)):
-                attack_epsilons = [attack_epsilons]
-            if not isinstance(attack_epsilons, Sequence) or isinstance(attack_epsilons, str) or not attack_epsilons:
-                raise ConfigError(f'{where}: attack {cls.name}: epsilons must be a non-empty list of '
-                                  f'numbers > 0, got {attack_epsilons!r}')
-            attack_epsilons = [_check_epsilon(e, where) for e in attack_epsilons]
+            attack_epsilons = _check_epsilons(spec['epsilons'], where, f'attack {cls.name}: epsilons')
             spec['epsilons'] = attack_epsilons
         try:  # construct once per ε now, so bad hyper-parameters fail before any work
             for eps in attack_epsilons:
@@ -285,7 +315,23 @@ def load_suite(source: Union[str, Path, dict], overrides: Optional[Dict[str, Any
     seed = raw.get('seed', 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f'{where}: seed must be an integer, got {seed!r}')
-    return Suite(name=name, dataset=dataset, models=models, attacks=attacks, epsilons=epsilons,
-                 label_source=label_source, batch_size=batch_size, jobs=jobs, seed=seed,
-                 description=raw.get('description', ''), source=None if isinstance(source, dict) else str(source),
-                 fit_dataset=fit_dataset)
+    suite = Suite(name=name, dataset=dataset, models=models, attacks=attacks, epsilons=epsilons,
+                  label_source=label_source, batch_size=batch_size, jobs=jobs, seed=seed,
+                  description=str(raw.get('description', '')),
+                  source=None if isinstance(source, dict) else str(source), fit_dataset=fit_dataset)
+    _check_unique_cells(suite, where)
+    return suite
+
+
+def _check_unique_cells(suite: Suite, where: str) -> None:
+    """Two entries that describe the same cell (the same attack twice, with the same options)
+    would compute it twice and count its images twice: refuse them."""
+    seen: Dict[str, AttackPlan] = {}
+    for _, key, plan in suite.cell_plans(suite.models[0].name):
+        if plan is None:
+            continue
+        if key.cell_id in seen:
+            raise ConfigError(f'{where}: attack entries {seen[key.cell_id].spec} and {plan.spec} both '
+                              f'describe the cell {key.attack} at ε = {key.epsilon:g}; list each attack '
+                              'configuration once')
+        seen[key.cell_id] = plan

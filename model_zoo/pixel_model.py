@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.errors import ModelError
+
 
 class PixelSpaceModel(nn.Module):
     """Wrap an mmseg segmentor so that it maps 0–255 RGB pixels to full-resolution logits.
@@ -74,6 +76,11 @@ class PixelSpaceModel(nn.Module):
             self.std = None
         self.forward_images = 0
         self.gradient_images = 0
+        #: shown in errors; the runner sets it to the suite's model name
+        self.name: Optional[str] = None
+        #: stop on non-finite logits or input gradients (a NaN model must never yield a number:
+        #: with NaN gradients sign() is 0, the attack does nothing and the cell looks robust)
+        self.check_finite = True
         self.eval()
         for p in self.segmentor.parameters():
             p.requires_grad_(False)
@@ -173,7 +180,27 @@ class PixelSpaceModel(nn.Module):
             if pad_h or pad_w:
                 x = F.pad(x, (0, pad_w, 0, pad_h), value=self.pad_val)
         logits = self._slide_logits(x) if self.mode == 'slide' else self._tensor_logits(x)
-        return logits[:, :, :h, :w]
+        logits = logits[:, :, :h, :w]
+        if self.check_finite:
+            if not bool(torch.isfinite(logits).all()):
+                raise ModelError(f'model {self._label()} produced non-finite logits (NaN or Inf) on '
+                                 f'{n} image(s) of {h}x{w}: its weights or its config are broken '
+                                 '(e.g. NaN weights, a diverged training run); no result can be '
+                                 'computed from it. Expected finite logits.')
+            if images.requires_grad:
+                images.register_hook(self._check_gradient)
+        return logits
+
+    def _label(self) -> str:
+        return repr(self.name) if self.name else type(self.segmentor).__name__
+
+    def _check_gradient(self, grad: torch.Tensor) -> None:
+        """Backward hook on the input: every attack's input gradient passes through here."""
+        if not bool(torch.isfinite(grad).all()):
+            raise ModelError(f'model {self._label()} produced a non-finite input gradient (NaN or '
+                             'Inf) although its logits are finite: an attack cannot follow it (sign '
+                             'of NaN is 0, the attack would silently do nothing). Check the model '
+                             'for operations without a finite gradient (e.g. sqrt or log at 0).')
 
     @torch.no_grad()
     def predict_labels(self, images: torch.Tensor) -> torch.Tensor:

@@ -18,13 +18,33 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def check_output_dir(path, option: str) -> None:
+    """An output directory that is a writable directory, or can be created (checked before work)."""
+    if path is None:
+        return
+    import tempfile
+
+    from benchmark.errors import ConfigError
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f'{option} {path} is a file; expected a directory (created if missing)')
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise ConfigError(f'{option} {path} is not writable ({e.strerror}); expected a writable '
+                          'directory: fix its permissions or choose another one') from None
+
+
 def main_guard(fn):
     """Run ``fn()``; a BenchmarkError becomes a one-paragraph message on stderr and exit code 2."""
     from benchmark.errors import BenchmarkError
     try:
         return fn()
     except BenchmarkError as e:
-        msg = str(e)
+        # never let a file name or a quoted exception put terminal escape codes on the screen
+        msg = ''.join(ch if ch in '\n\t' or ch.isprintable() else repr(ch)[1:-1] for ch in str(e))
         first, _, rest = msg.partition('\n')
         print('error: ' + textwrap.fill(first, width=100, subsequent_indent='  ')
               + ('\n' + rest if rest else ''), file=sys.stderr)

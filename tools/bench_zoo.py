@@ -49,7 +49,7 @@ def main(argv=None):
     print('| model | parameters | median | fastest | per image |')
     print('|---|---|---|---|---|')
     for name in names:
-        entry = resolve_model(name, zoo)
+        entry = resolve_model(name, zoo, require_weights=False)   # timing only: random weights are fine
         model, _ = build_pixel_model(entry.config)
         model.eval()
         params = count_parameters(model.segmentor if hasattr(model, 'segmentor') else model)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Run a benchmark suite, store one result record per cell, then render the leaderboard.
 
-Example (the main job on the built-in data, ~5 minutes on a 2-core CPU):
+Example (the main job on the built-in data: about 35 s from the committed records, about 8 minutes
+with --force on a 2-core CPU):
 
     python tools/run_benchmark.py benchmark/suites/demo.py
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from _cli import REPO_ROOT, main_guard, setup_logging
+from _cli import REPO_ROOT, check_output_dir, main_guard, setup_logging
 
 
 def parse_args(argv=None):
@@ -39,6 +40,12 @@ def main(argv=None):
     setup_logging(args.verbose)
     import logging
 
+    from benchmark.errors import ConfigError
+    for option, value in (('--threads', args.threads), ('--num-images', args.num_images),
+                          ('--batch-size', args.batch_size), ('--jobs', args.jobs)):
+        if value is not None and value < 1:
+            raise ConfigError(f'{option} must be a positive integer, got {value}')
+    check_output_dir(args.leaderboard_dir if not args.no_leaderboard else None, '--leaderboard-dir')
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
@@ -57,7 +64,8 @@ def main(argv=None):
         raise CheckpointError(
             f'demo weights are missing for {", ".join(e.name for e in missing)} ({missing[0].weights}). '
             'They are committed to the repository; restore them with git checkout, or retrain them with '
-            'python tools/train_demo_zoo.py (about 4 minutes per model on 2 CPU cores).')
+            'python tools/train_demo_zoo.py --models NAME (4 to 95 minutes per model on one core '
+            'of a 2-core CPU; see model_zoo/README.md).')
     outcomes = Runner(suite, args.results_dir, force=args.force, models=args.models,
                       progress=not args.no_progress, device=args.device, jobs=args.jobs).run()
     computed = sum(o.status == 'computed' for o in outcomes)

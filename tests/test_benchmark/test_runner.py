@@ -201,11 +201,15 @@ def test_parallel_models_match_sequential_run_and_a_failure_loses_nothing(
               dict(name='tiny_b', config=str(tiny_config), checkpoint=str(tiny_checkpoint_diverse))]
     suite = make_suite(synthetic_root, tiny_config, tiny_checkpoint, models=models)
     Runner(suite, tmp_path / 'seq', progress=False).run()
-    broken = dict(name='tiny_broken', config=str(tiny_config), checkpoint=str(tmp_path / 'missing.pth'))
+    # a checkpoint that exists but does not fit the config fails when its model is built (a missing
+    # file would be refused before any model starts)
+    mismatched = tmp_path / 'mismatched.pth'
+    torch.save({'decode_head.conv_seg.weight': torch.zeros(19, 16, 1, 1)}, mismatched)
+    broken = dict(name='tiny_broken', config=str(tiny_config), checkpoint=str(mismatched))
     par_suite = make_suite(synthetic_root, tiny_config, tiny_checkpoint, models=[broken] + models, jobs=2)
     assert par_suite.jobs == 2
     # the broken model fails first; the other two still run to the end, then its error is raised
-    with pytest.raises(CheckpointError, match='missing.pth'):
+    with pytest.raises(CheckpointError, match='mismatched.pth'):
         Runner(par_suite, tmp_path / 'par', progress=False).run()
     seq = {p.relative_to(tmp_path / 'seq'): comparable(r) for p, r in ResultStore(tmp_path / 'seq').iter_records()}
     par = {p.relative_to(tmp_path / 'par'): comparable(r) for p, r in ResultStore(tmp_path / 'par').iter_records()}
