@@ -112,6 +112,11 @@ class FittedAttack(Attack):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
         try:
+            # mkstemp makes the file readable by its owner only; give it the mode open() would
+            # (a shared results folder must stay readable by the group)
+            umask = os.umask(0o022)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)
             with os.fdopen(fd, 'wb') as f:
                 f.write(buf.getvalue())
                 f.flush()

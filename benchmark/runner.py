@@ -582,6 +582,8 @@ class Runner:
                       'model_config': entry.config, 'checkpoint': entry.weights,
                       'checkpoint_sha256': ctx.ckpt_sha, 'wall_time_s': round(wall, 3),
                       'created': now_iso(), 'device': str(self.device), 'hostname': hostname()}
+        if getattr(entry, 'random_weights', False):
+            provenance['random_weights'] = True   # asked for explicitly; the report flags it
         if plan is not None:
             provenance['attack_spec'] = plan.spec
         if artifact is not None:

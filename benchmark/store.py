@@ -332,7 +332,7 @@ def _non_finite(obj: Any, where: str = '') -> Optional[str]:
 def hidden_class_of(params: Dict[str, Any]) -> Optional[int]:
     """The hidden class of a cell's attack params (None unless its target hides a class).
 
-    The same rule as :func:`benchmark.target_specs.hidden_class_of`, kept here so that reading and
+    Kept here, not in :mod:`benchmark.target_specs` (which re-exports it), so that reading and
     verifying records never imports torch (``target_specs`` builds target maps with it).
     """
     target = params.get('target') if isinstance(params, dict) else None

@@ -39,6 +39,8 @@ import torch
 
 from attacks.targets import hidden_class_mask, hide_class_target, static_target
 
+from .store import hidden_class_of  # noqa: F401  (one torch-free rule, shared with the records)
+
 TARGET_KINDS = ('hide_class', 'static')
 MASK_KINDS = ('hidden_class', 'hidden_class_posthoc')
 _FIELDS = {'hide_class': {'kind', 'hidden_class'}, 'static': {'kind', 'split', 'index', 'source'}}
@@ -83,14 +85,6 @@ def check_mask_spec(mask: Any, target: Optional[Dict[str, Any]]) -> Optional[str
         raise ValueError(f"mask={mask!r} needs target=dict(kind='hide_class', hidden_class=...) "
                          'to know which class the perturbation is restricted to')
     return mask
-
-
-def hidden_class_of(params: Dict[str, Any]) -> Optional[int]:
-    """The hidden class of a cell's attack params (None unless its target hides a class)."""
-    target = params.get('target') if isinstance(params, dict) else None
-    if isinstance(target, dict) and target.get('kind') == 'hide_class':
-        return int(target['hidden_class'])
-    return None
 
 
 class TargetBuilder:
