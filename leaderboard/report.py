@@ -227,6 +227,7 @@ def load_results(results_dir: Union[str, Path]) -> pd.DataFrame:
             'gradient_passes': rec['attack_stats']['gradient_passes_per_image'],
             'wall_time_s': rec['provenance']['wall_time_s'], 'path': str(path),
             'chance_miou': majority_class_miou(gt),
+            'random_weights': bool(rec['provenance'].get('random_weights', False)),
             '_clean_id': key.clean_key().cell_id,
         })
     df = pd.DataFrame(rows)
@@ -254,6 +255,8 @@ def _flags(g: pd.DataFrame, expected: set) -> Tuple[List[str], bool]:
     clean = g[g.attack == CLEAN]
     if clean.empty:
         flags.append('no clean cell')
+    if g.random_weights.any():
+        flags.append('random weights (evaluated untrained on purpose)')
     if n_have < len(expected):
         flags.append(f'incomplete ({n_have}/{len(expected)} cells)')
     if not clean.empty:
@@ -516,7 +519,7 @@ def make_leaderboard(results_dir: Union[str, Path], out_dir: Union[str, Path],
             written['tables'][(suite, dataset)] = table
             stem = suite if sdf.dataset.nunique() == 1 else f'{suite}_{_file_stem(dataset)}'
             csv_path = out_dir / f'{stem}.csv'
-            atomic_write_bytes(csv_path, ddf.drop(columns=['path', 'chance_miou']).to_csv(index=False).encode())
+            atomic_write_bytes(csv_path, ddf.drop(columns=['path', 'chance_miou', 'random_weights']).to_csv(index=False).encode())
             eps = ', '.join(f'{e:g}' for e in sorted(ddf[ddf.attack != CLEAN].epsilon.unique()))
             n_img = int(ddf.num_images.max())
             role = ''

@@ -12,13 +12,13 @@ PROV = {'packages': {}, 'git_sha': None, 'seed': 0, 'config_hash': 'x', 'wall_ti
 STATS = {'gradient_passes_per_image': 1, 'forward_images': 1, 'gradient_images': 1}
 
 
-def put(store, model, attack, eps, correct):
+def put(store, model, attack, eps, correct, provenance=PROV):
     """Two classes, 100 pixels: `correct` of 50 pixels of each class right → IoU computable by hand."""
     conf = np.array([[correct, 50 - correct], [50 - correct, correct]])
     key = CellKey('s', 'd', model, attack, {}, eps)
     store.write(make_record(key, dataset={'name': 'd', 'split': 'val', 'image_ids_sha256': 'a' * 64},
                             class_names=['x', 'y'], conf_gt=conf, conf_clean=None, conf_target=None,
-                            num_images=1, attack_stats=STATS, provenance=PROV))
+                            num_images=1, attack_stats=STATS, provenance=provenance))
 
 
 @pytest.fixture
@@ -167,6 +167,18 @@ def test_incomplete_and_chance_level_models_are_not_ranked(results, tmp_path):
     assert list(table.columns)[-1] == 'flags'
     text = make_leaderboard(results, tmp_path / 'out')['readme'].read_text()
     assert '| 1 | robust |' in text and '| 2 | fragile |' in text and '|  | partial |' in text
+
+
+def test_random_weights_model_is_flagged_and_not_ranked(results):
+    store = ResultStore(results)
+    prov = dict(PROV, random_weights=True)
+    put(store, 'untrained', 'clean', 0, 50, prov)
+    for eps in (4, 8):
+        put(store, 'untrained', 'fgsm', eps, 49, prov)
+    table = summary_table(load_results(results))
+    row = table[table.model == 'untrained'].iloc[0]
+    assert row['rank'] == '' and 'random weights' in row['flags']
+    assert list(table.model)[:2] == ['robust', 'fragile']
 
 
 def test_majority_class_miou():
