@@ -321,6 +321,19 @@ def test_unreadable_files_fail_at_build_time(tmp_path, which, damage):
     assert samples  # the other sample was fine
 
 
+def test_truncated_jpeg_fails_at_build_time(tmp_path):
+    """A truncated JPEG is found when the dataset is built (missing end marker), not only when loaded."""
+    _voc(tmp_path, sizes=((40, 30), (320, 240)))
+    path = tmp_path / 'JPEGImages' / '2007_000033.jpg'
+    noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path, quality=90)  # mostly entropy-coded data, little header
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) * 2 // 3])
+    with pytest.raises(DatasetError) as e:
+        build_eval_dataset(dict(type='voc', data_root=str(tmp_path)))
+    assert f'image {path} is truncated: the JPEG file ends before its end marker' in str(e.value)
+
+
 @pytest.mark.parametrize('which', ['image', 'label'])
 def test_corrupt_pixel_data_fails_when_loaded(tmp_path, which):
     """A file with intact header and end marker but damaged pixel data: found when decoded."""
