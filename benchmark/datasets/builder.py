@@ -268,7 +268,7 @@ def _resolve(value, option: str) -> Tuple[Path, str]:
     path = Path(value).expanduser()
     if path.is_absolute():
         return path, str(path)
-    # REPO_ROOT is a resolved path, so normalising '..' away is exact
+    # normpath only tidies 'a/../b' for messages and records (REPO_ROOT itself is resolved)
     return Path(os.path.normpath(REPO_ROOT / path)), f'{path} ({_RELATIVE_NOTE.format(root=REPO_ROOT)})'
 
 
