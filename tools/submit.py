@@ -315,6 +315,29 @@ def summarize(records: List[dict], suite_name: str, dataset_key: str) -> Dict[st
     return out
 
 
+def chance_warning(records: List[dict], dataset_key: str) -> Optional[str]:
+    """A warning when the clean mIoU is near chance level by the leaderboard's own rule
+    (``leaderboard.report``: below ``CHANCE_FACTOR`` x the mIoU of predicting the most frequent
+    class everywhere): such a model is listed on the leaderboard without a rank."""
+    import numpy as np
+
+    from benchmark import metrics
+    from benchmark.cells import CLEAN
+    from leaderboard.report import CHANCE_FACTOR, majority_class_miou
+    clean = next((r for r in records if r['key']['dataset'] == dataset_key and r['key']['attack'] == CLEAN),
+                 None)
+    if clean is None:
+        return None
+    conf = np.asarray(clean['confusion']['vs_ground_truth'])
+    miou, chance = metrics.mean_iou(conf), majority_class_miou(conf)
+    if math.isnan(miou) or miou < CHANCE_FACTOR * chance:
+        return (f'WARNING: the clean mIoU ({100 * miou:.1f} %) is near chance level (below '
+                f'{CHANCE_FACTOR:g} x {100 * chance:.1f} %, the mIoU of predicting the most frequent class '
+                'everywhere): the leaderboard will list this model without a rank. Is the checkpoint '
+                'trained on this dataset, and is the config the one it was trained with?')
+    return None
+
+
 def make_entry(args, checked: Checked, results: Dict[str, float]) -> Dict[str, Any]:
     """The metadata entry (fields of a metafile entry), merged into an earlier submission of the
     same checkpoint: its results of other suites are kept, empty options keep its values."""
@@ -441,6 +464,9 @@ def main(argv=None) -> None:
     write_entry(entry_path, entry, suite.name,
                 display_path(Path(args.results_dir) / suite.name / args.name), len(paths))
     print(instructions(entry_path, checked, Path(args.results_dir), args.quick, entry['weights'], results))
+    warning = chance_warning(records, suite.dataset_key)
+    if warning:
+        print('\n' + warning)
 
 
 if __name__ == '__main__':

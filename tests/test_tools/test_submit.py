@@ -110,6 +110,9 @@ def test_quick_submission_end_to_end(dirs, capsys, tiny_config, tiny_checkpoint_
 
     assert 'not a submission' in out and 'git add' not in out   # a quick run says so
     assert f'(clean mIoU {100 * clean:.1f} %, mean IoU ratio {100 * score:.1f} %)' in out
+    from leaderboard.report import CHANCE_FACTOR, majority_class_miou
+    conf = next(r['confusion']['vs_ground_truth'] for r in recs if r['key']['attack'] == 'clean')
+    assert ('near chance level' in out) == (clean < CHANCE_FACTOR * majority_class_miou(conf))
 
     # the same command again resumes: nothing recomputed, the entry is rewritten the same way
     mtimes = {p: p.stat().st_mtime_ns for p in records}
@@ -132,6 +135,8 @@ def test_full_run_prints_what_to_commit(dirs, capsys, tiny_config, tiny_checkpoi
     assert f'git add {entry_path} {tiny_config} {model_dir}' in out
     assert 'upload it' in out          # a local checkpoint: asks for the hosted URL
     assert 'outside the repository' in out
+    # the random tiny model predicts one class everywhere: the leaderboard will not rank it
+    assert 'WARNING: the clean mIoU' in out and 'near chance level' in out
     assert '33 records under' in entry_path.read_text()
 
 
