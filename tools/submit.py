@@ -5,12 +5,13 @@ and write its metadata entry ``model_zoo/submissions/NAME.yaml``.
     python tools/submit.py CONFIG CHECKPOINT --name NAME [--paper CITATION] [--code URL]
     python tools/submit.py model_zoo/configs/mine/my_fcn.py https://example.org/my_fcn.pth \\
         --name my_fcn_synthcity --paper "Doe et al. 2026, ..." --code https://github.com/me/my_fcn
-    python tools/submit.py CONFIG CHECKPOINT --name NAME --quick     # a smoke test first (~1 min)
+    python tools/submit.py CONFIG CHECKPOINT --name NAME --quick     # a smoke test first (seconds)
 
 1. Checks, before any long computation: the name (a valid name, not a zoo model, not another
    model's submission), the config (it builds, and predicts the suite dataset's class count), the
-   checkpoint (weights-only loading, keys, shapes and classes; its sha256 is recorded) and one
-   clean forward pass on an image of the dataset.
+   checkpoint (loaded without running pickled code; keys, shapes and classes; its sha256 is
+   recorded), one clean forward pass on an image of the dataset, and records already stored under
+   the name (they must come from the same checkpoint).
 2. Runs the suite with the submitted model as its only model: by default the main job's suite
    ``benchmark/suites/demo.py`` (Arnab et al.'s 4 attacks x 8 ε on the built-in synthetic val
    images, meaningful for models trained on the built-in data); ``--suite`` takes another suite
@@ -128,7 +129,9 @@ def read_entry(path: Path) -> Dict[str, Any]:
 def quick_overrides(suite) -> Dict[str, Any]:
     """Suite overrides of ``--quick``: :data:`QUICK` on the suite's dataset, suite ``<name>_quick``."""
     dataset = dict(suite.dataset)
-    dataset['num_images'] = min(int(dataset.get('num_images') or QUICK['num_images']), QUICK['num_images'])
+    n = dataset.get('num_images')
+    valid = isinstance(n, int) and not isinstance(n, bool) and n > 0
+    dataset['num_images'] = min(n, QUICK['num_images']) if valid else QUICK['num_images']
     return dict(suite_name=f'{suite.name}_quick', dataset=dataset, attacks=list(QUICK['attacks']),
                 epsilons=list(QUICK['epsilons']), fit_dataset=None)
 
@@ -223,10 +226,10 @@ def check_submission(args) -> Checked:
     config = normalize_config(args.config)
     # the suite is validated before anything is built (its own checks name the suite file)
     suite = load_submission_suite(args, dict(name=args.name, config=config, checkpoint=args.checkpoint))
-    dataset = build_eval_dataset(suite.dataset)
-    num_classes = dataset.num_classes
     segmentor = build_segmentor(config)
     parameters = count_parameters(segmentor)
+    dataset = build_eval_dataset(suite.dataset)
+    num_classes = dataset.num_classes
     predicted = PixelSpaceModel.from_segmentor(segmentor).num_classes
     classes = ', '.join(dataset.class_names[:4]) + ', ...'
     if predicted is not None and predicted != num_classes:
@@ -288,9 +291,9 @@ def summarize(records: List[dict], suite_name: str, dataset_key: str) -> Dict[st
     """The entry's ``results``: clean mIoU and mean IoU ratio over the suite's evaluation cells.
 
     The mean IoU ratio is the leaderboard's robustness score: per attack configuration (suite
-    entry) the mean over ε of mIoU / clean mIoU, then the mean over attack configurations. Written here (rather
-    than through ``leaderboard.report``, which loads a whole results tree) from the records this
-    run validated.
+    entry) the mean over ε of mIoU / clean mIoU, then the mean over attack configurations.
+    Computed here from the records this run validated, rather than through
+    ``leaderboard.report``, which loads and verifies a whole results tree.
     """
     from benchmark.cells import CLEAN, canonical_json
     cells = [r for r in records if r['key']['dataset'] == dataset_key]

@@ -156,6 +156,19 @@ def test_zoo_name_refused(dirs, capsys, tiny_config, tiny_checkpoint):
     assert written(dirs) == []
 
 
+@pytest.mark.parametrize('which,message', [
+    ('config', 'model config {} does not exist'),
+    ('checkpoint', 'checkpoint {} does not exist'),
+])
+def test_missing_files_refused(dirs, capsys, tmp_path, tiny_config, tiny_checkpoint, which, message):
+    missing = tmp_path / 'nothing_here.py'
+    args = argv(dirs, missing if which == 'config' else tiny_config,
+                missing if which == 'checkpoint' else tiny_checkpoint)
+    err = run_refused(capsys, args)
+    assert message.format(missing) in err
+    assert written(dirs) == []
+
+
 def test_config_with_other_class_count_refused(dirs, capsys, tmp_path, tiny_checkpoint):
     config = write_tiny_config(tmp_path / 'voc_fcn.py', num_classes=21)
     err = run_refused(capsys, argv(dirs, config, tiny_checkpoint))
