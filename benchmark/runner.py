@@ -581,7 +581,9 @@ class Runner:
                       'config_hash': _config_hash(self.suite, entry, None if plan is None else plan.spec),
                       'model_config': entry.config, 'checkpoint': entry.weights,
                       'checkpoint_sha256': ctx.ckpt_sha, 'wall_time_s': round(wall, 3),
-                      'created': now_iso(), 'device': str(self.device), 'hostname': hostname()}
+                      'created': now_iso(), 'device': str(self.device), 'hostname': hostname(),
+                      # iterative cells can differ in the last bits between thread counts
+                      'torch_threads': torch.get_num_threads()}
         if getattr(entry, 'random_weights', False):
             provenance['random_weights'] = True   # asked for explicitly; the report flags it
         if plan is not None:

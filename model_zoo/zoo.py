@@ -42,6 +42,8 @@ from benchmark.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 METAFILE = Path(__file__).resolve().parent / 'metafile.yaml'
+#: entries of submitted models (tools/submit.py), one YAML file each
+SUBMISSIONS = Path(__file__).resolve().parent / 'submissions'
 _SHA256_RE = re.compile(r'^[0-9a-fA-F]{64}$')
 
 
@@ -74,20 +76,43 @@ class ModelEntry:
 _FIELDS = {f.name for f in dataclasses.fields(ModelEntry)}
 
 
-def load_metafile(path: Union[str, Path] = METAFILE) -> Dict[str, ModelEntry]:
-    """Parse the metafile into ``{name: ModelEntry}``."""
+def load_metafile(path: Union[str, Path] = METAFILE,
+                  submissions: Optional[Union[str, Path]] = SUBMISSIONS) -> Dict[str, ModelEntry]:
+    """Parse the metafile, plus the submitted models' entries, into ``{name: ModelEntry}``.
+
+    Args:
+        path: The metafile (``models:`` list of entries).
+        submissions: A folder of ``<name>.yaml`` entries written by ``tools/submit.py`` (one
+            mapping each, the metafile's fields), or None to read the metafile only.
+    """
     import yaml
     with open(path) as f:
         data = yaml.safe_load(f) or {}
+    items = [(path, item) for item in data.get('models', [])]
+    for file in sorted(Path(submissions).glob('*.yaml')) if submissions is not None else ():
+        try:
+            with open(file) as f:
+                item = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f'submitted model entry {file} cannot be read ({type(e).__name__}: {e}); '
+                              'expected a YAML mapping written by tools/submit.py') from None
+        if not isinstance(item, dict) or 'name' not in item:
+            raise ConfigError(f'submitted model entry {file} is not a YAML mapping with a `name`; '
+                              'expected the format of model_zoo/submissions/README.md')
+        items.append((file, item))
     entries = {}
-    for item in data.get('models', []):
+    for where, item in items:
         unknown = set(item) - _FIELDS
         if unknown:
-            raise ConfigError(f'{path}: model {item.get("name")!r} has unknown field(s) {sorted(unknown)}')
+            raise ConfigError(f'{where}: model {item.get("name")!r} has unknown field(s) {sorted(unknown)}')
         entry = ModelEntry(**item)
-        check_name(entry.name, 'model')
+        try:
+            check_name(entry.name, 'model')
+        except ValueError as e:
+            raise ConfigError(f'{where}: {e}') from None
         if entry.name in entries:
-            raise ConfigError(f'{path}: model {entry.name!r} is listed twice')
+            raise ConfigError(f'{where}: model {entry.name!r} is listed twice (in the metafile or '
+                              'model_zoo/submissions/)')
         entries[entry.name] = entry
     return entries
 

@@ -46,7 +46,9 @@ def main_guard(fn):
         # never let a file name or a quoted exception put terminal escape codes on the screen
         msg = ''.join(ch if ch in '\n\t' or ch.isprintable() else repr(ch)[1:-1] for ch in str(e))
         first, _, rest = msg.partition('\n')
-        print('error: ' + textwrap.fill(first, width=100, subsequent_indent='  ')
+        # never break inside a path or a name: the user copies them back from the message
+        print('error: ' + textwrap.fill(first, width=100, subsequent_indent='  ',
+                                        break_on_hyphens=False, break_long_words=False)
               + ('\n' + rest if rest else ''), file=sys.stderr)
         print('(nothing already stored was changed)', file=sys.stderr)
         sys.exit(2)

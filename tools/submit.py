@@ -67,7 +67,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='smoke test: 2 images, FGSM and Iterative FGSM at ε = 2 and 8, suite <suite>_quick')
     p.add_argument('--data-root', help="the suite dataset's data_root (real Cityscapes or VOC); for the "
                                        'built-in synthetic data: the directory it is generated in')
-    p.add_argument('--results-dir', default=str(REPO_ROOT / 'results'), help='where records are stored')
+    p.add_argument('--results-dir', help='where records are stored (default: results/, or for --quick '
+                                         'a scratch folder in the cache, $SEGBENCH_CACHE/submit_quick, so '
+                                         'smoke-test records never reach the committed results)')
     p.add_argument('--submissions-dir', default=str(SUBMISSIONS_DIR),
                    help='where the metadata entry is written (default: model_zoo/submissions)')
     p.add_argument('--device', default='cpu', help='torch device (default: cpu)')
@@ -443,6 +445,9 @@ def instructions(entry_path: Path, checked: Checked, results_dir: Path, quick: b
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.results_dir is None:
+        from model_zoo.builder import cache_dir
+        args.results_dir = str(cache_dir() / 'submit_quick' if args.quick else REPO_ROOT / 'results')
     setup_logging(args.verbose)
     from benchmark.errors import ConfigError
     checked = check_submission(args)

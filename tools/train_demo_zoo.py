@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Train the demo models on the built-in synthetic data and record them in the metafile.
 
-    python tools/train_demo_zoo.py                  # every demo entry (~4 min each on 2 CPU cores)
+    python tools/train_demo_zoo.py                  # every demo entry, in metafile order (4-95 min each
+                                                    # on one core of a 2-core CPU, ~7.5 h in all)
     python tools/train_demo_zoo.py --models fcn_r18-w16_synthcity --max-iters 200
 
 Training uses mmengine's Runner with each entry's config. The weights (state dict only) go to the

@@ -53,3 +53,25 @@ def test_recorded_clean_miou_is_what_the_entry_scores(name):
         pytest.skip(f'{name}: demo weights not trained yet ({entry.weights})')
     recorded = entry.results['clean_miou_val']
     assert evaluate_clean_miou(entry.config, path) == pytest.approx(recorded, abs=1e-3), name
+
+
+def test_submitted_entries_join_the_zoo(tmp_path):
+    """A model_zoo/submissions/<name>.yaml written by tools/submit.py is a zoo model by name."""
+    from benchmark.errors import ConfigError
+    from model_zoo.zoo import METAFILE, load_metafile, resolve_model
+    subs = tmp_path / 'submissions'
+    subs.mkdir()
+    (subs / 'mine.yaml').write_text(
+        '# written by tools/submit.py\nname: mine_synthcity\nconfig: cfg.py\n'
+        'weights: https://example.org/mine.pth\nsha256: ' + 'a' * 64 + '\nnum_classes: 19\n'
+        'results:\n  demo_clean_miou: 0.5\n')
+    zoo = load_metafile(METAFILE, subs)
+    assert zoo['mine_synthcity'].weights == 'https://example.org/mine.pth'
+    assert resolve_model('mine_synthcity', zoo).sha256 == 'a' * 64
+    assert 'fcn_r18-w16_synthcity' in zoo
+    (subs / 'clash.yaml').write_text('name: fcn_r18-w16_synthcity\nconfig: x.py\nweights: w.pth\n')
+    with pytest.raises(ConfigError, match='listed twice'):
+        load_metafile(METAFILE, subs)
+    (subs / 'clash.yaml').write_text('- not a mapping\n')
+    with pytest.raises(ConfigError, match='not a YAML mapping'):
+        load_metafile(METAFILE, subs)
