@@ -510,7 +510,7 @@ def make_leaderboard(results_dir: Union[str, Path], out_dir: Union[str, Path],
              'IoU ratio = mIoU on adversarial inputs ÷ mIoU on clean inputs, over the whole dataset '
              '(Arnab et al. 2018). All values in %. ε in 0–255 pixel units (L∞). Models are ranked by '
              'the mean IoU ratio over the attacks and the ε grid ("robustness"); a model with missing '
-             'cells or a clean mIoU near chance level is listed after the ranked ones, unranked, with '
+             'cells, a clean mIoU near chance level or random weights is listed after the ranked ones, unranked, with '
              'the reason under "flags".', '']
     written: Dict[str, object] = {'tables': {}, 'figures': [], 'refused': refused}
     for suite, sdf in df.groupby('suite', sort=True):
