@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from .cells import CellKey, canonical_json
 from .errors import BenchmarkError, ConfigError, ResultsError
 from .locks import DirectoryLock
 from .provenance import git_state, hostname, now_iso, package_versions
-from .store import ResultStore, make_record, sha256_file
+from .store import ResultStore, check_writable_dir, make_record, sha256_file
 from .suite import EVAL, FIT, Suite, load_suite
 
 logger = logging.getLogger(__name__)
@@ -229,20 +228,10 @@ class Runner:
             lock.release()
 
     def _check_results_dir(self) -> None:
-        """The results directory is a writable directory (checked before any work)."""
-        root = self.store.root
-        if root.exists() and not root.is_dir():
-            raise ResultsError(f'--results-dir {root} is a file; expected a directory (it is '
-                               'created if missing)')
-        suite_dir = root / self.suite.name
-        try:
-            suite_dir.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=suite_dir):
-                pass
-        except OSError as e:
-            raise ResultsError(f'cannot write result records under {suite_dir}: {e.strerror}. '
-                               'Expected a writable directory: fix its permissions or free space, '
-                               'or choose another --results-dir.') from None
+        """The results directory (and this suite's folder in it) is writable (checked before any work)."""
+        if self.store.root.exists() and not self.store.root.is_dir():
+            check_writable_dir(self.store.root, '--results-dir')
+        check_writable_dir(self.store.root / self.suite.name, 'the result records folder')
 
     def _check_targets(self, datasets) -> Dict[str, torch.Tensor]:
         """Target class ids within the dataset's classes and static target images that exist

@@ -288,6 +288,22 @@ def atomic_write_bytes(path: Union[str, Path], data: bytes) -> None:
     _commit([(_write_temporary(path, data), path)])
 
 
+def check_writable_dir(path: Union[str, Path], what: str) -> None:
+    """``path`` is a directory this process can write to (created if missing), checked before any
+    work starts; otherwise a :class:`ResultsError` naming ``what`` (e.g. ``--results-dir``)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ResultsError(f'{what} {path} is a file; expected a directory (it is created if missing)')
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise ResultsError(f'cannot write under {what} {path}: {e.strerror}. Expected a writable '
+                           'directory: fix its permissions or free space, or choose another '
+                           'directory.') from None
+
+
 def is_temporary_name(name: str) -> bool:
     """Whether ``name`` is a temporary file name of :func:`atomic_write_bytes`."""
     return bool(_TEMP_RE.match(name))

@@ -19,22 +19,10 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def check_output_dir(path, option: str) -> None:
-    """An output directory that is a writable directory, or can be created (checked before work)."""
-    if path is None:
-        return
-    import tempfile
-
-    from benchmark.errors import ConfigError
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f'{option} {path} is a file; expected a directory (created if missing)')
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as e:
-        raise ConfigError(f'{option} {path} is not writable ({e.strerror}); expected a writable '
-                          'directory: fix its permissions or choose another one') from None
+    """An output directory that is writable, or can be created (checked before any work)."""
+    if path is not None:
+        from benchmark.store import check_writable_dir
+        check_writable_dir(path, option)
 
 
 def main_guard(fn):

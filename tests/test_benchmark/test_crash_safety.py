@@ -125,10 +125,10 @@ def test_unwritable_results_dir_is_a_clear_error_and_keeps_records(tmp_path, how
         if os.geteuid() == 0:
             pytest.skip('root ignores directory permissions')
         results.chmod(0o555)
-        expected = 'cannot write result records'
+        expected = 'cannot write under the result records folder'
     elif how == 'suite-is-a-file':
         (results / 'crash').write_text('not a folder')
-        expected = 'cannot write result records'
+        expected = 'the result records folder'
     else:
         results = results / 'keep.txt'
         expected = 'is a file; expected a directory'
