@@ -32,7 +32,7 @@ import torch
 
 from . import metrics
 from .cells import CellKey, canonical_json
-from .errors import BenchmarkError, ConfigError, ResultsError
+from .errors import BenchmarkError, ConfigError, DatasetError, ResultsError
 from .locks import DirectoryLock
 from .provenance import git_state, hostname, now_iso, package_versions
 from .store import ResultStore, check_writable_dir, make_record, sha256_file
@@ -132,11 +132,10 @@ class Runner:
         datasets and their labels, target class ids and target images), so a mistake fails in
         seconds, not after the first model's hour of work.
         """
-        from .datasets.builder import build_eval_dataset
         self._check_results_dir()
-        datasets = {EVAL: _DatasetRun(build_eval_dataset(self.suite.dataset))}
+        datasets = {EVAL: _DatasetRun(_build_dataset(self.suite.dataset))}
         if self.suite.fit_dataset is not None:
-            datasets[FIT] = _DatasetRun(build_eval_dataset(self.suite.fit_dataset))
+            datasets[FIT] = _DatasetRun(_build_dataset(self.suite.fit_dataset))
         self._static_maps = self._check_targets(datasets)
         outcomes: List[CellOutcome] = []
         todo = []
@@ -308,7 +307,10 @@ class Runner:
     def _run_model(self, entry, datasets, pending):
         from model_zoo.zoo import build_zoo_model
         num_classes = datasets[EVAL].dataset.num_classes
-        model, ckpt_sha = build_zoo_model(entry, num_classes=num_classes)
+        try:
+            model, ckpt_sha = build_zoo_model(entry, num_classes=num_classes)
+        except BenchmarkError as e:   # name the model: a suite may list many
+            raise type(e)(f'model {entry.name}: {e}') from None
         model = model.to(self.device)
         model.name = entry.name
         ctx = _ModelContext(entry, model, ckpt_sha, self._static_maps)
@@ -673,6 +675,23 @@ class CleanMapsView:
 
     pred: torch.Tensor            # (N, H, W) int64
     least_likely: torch.Tensor    # (N, H, W) int64
+
+
+def _build_dataset(spec: dict):
+    """:func:`benchmark.datasets.builder.build_eval_dataset`, with an operating-system error while
+    preparing it (the built-in dataset generated into a cache directory that cannot be written,
+    a full disk) reported as a :class:`DatasetError` naming the path, not a traceback."""
+    from .datasets.builder import build_eval_dataset
+    try:
+        return build_eval_dataset(spec)
+    except OSError as e:
+        where = f' {e.filename}' if e.filename else ''
+        hint = ''
+        if spec.get('type') == 'synthetic_cityscapes' and 'root' not in spec:
+            hint = (' The built-in dataset is generated into $SEGBENCH_CACHE (default '
+                    '~/.cache/segbench): point SEGBENCH_CACHE at a writable directory.')
+        raise DatasetError(f'cannot prepare the {spec.get("type")} dataset: {e.strerror or e}{where}; '
+                           f'expected a readable dataset and a writable cache directory.{hint}') from None
 
 
 def _check_device(device) -> torch.device:

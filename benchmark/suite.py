@@ -165,6 +165,41 @@ def _check_epsilon(eps, where: str) -> float:
     return eps
 
 
+def _check_step_size(spec: Dict[str, Any], where: str) -> None:
+    """A step size ``alpha`` must be a finite number > 0 (checked here so that the message names
+    alpha, whatever the attack's own check says). One of k/255 with k <= 32 is almost certainly the [0, 1] image convention
+    (e.g. 2/255): in this benchmark's 0-255 units it would move pixels by a hundredth of a grey
+    level per step. Refused with the intended value, as ε is."""
+    alpha = spec.get('alpha')
+    if alpha is None:   # the attack's default
+        return
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha) or alpha <= 0:
+        raise ConfigError(f'{where}: alpha {alpha!r} is not valid; expected a step size > 0 in 0-255 '
+                          'pixel units, e.g. alpha=1 (one grey level per step), or leave it out for '
+                          "the attack's default")
+    if alpha >= 1:
+        return
+    levels = alpha * 255
+    if 1 <= round(levels) <= 32 and abs(levels - round(levels)) < 1e-6:
+        raise ConfigError(f'{where}: alpha {alpha:g} looks like {round(levels)}/255, a step in [0, 1] '
+                          f'image units, but this benchmark measures step sizes in 0-255 pixel units '
+                          f'(alpha = 1 means one grey level per step): write alpha={round(levels)} for '
+                          f'{round(levels)}/255')
+
+
+def _options_hint(cls, error: Exception) -> str:
+    """For an unknown keyword: the options the attack does take (Python's own TypeError names only
+    the wrong one)."""
+    if not (isinstance(error, TypeError) and 'unexpected keyword argument' in str(error)):
+        return ''
+    import inspect
+    params = [name for name, p in inspect.signature(cls.__init__).parameters.items()
+              if name not in ('self', 'epsilon') and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    takes = ', '.join(params) if params else 'no options of its own'
+    return (f'; {cls.name} takes {takes} (ε comes from `epsilons`; every attack entry may also '
+            f'carry {", ".join(RUNNER_FIELDS)})')
+
+
 def _check_epsilons(values, where: str, what: str = 'epsilons') -> List[float]:
     """A non-empty list of distinct valid ε (a duplicate would compute and count a cell twice)."""
     if isinstance(values, bool):
@@ -195,6 +230,9 @@ def load_suite(source: Union[str, Path, dict], overrides: Optional[Dict[str, Any
         raw, where, default_name = dict(source), 'suite', 'suite'
     else:
         path = Path(source)
+        if path.is_dir():
+            raise ConfigError(f'suite file {source} is a directory; expected a Python config file such '
+                              'as benchmark/suites/demo.py')
         if not path.is_file():
             raise ConfigError(f'suite file {source} does not exist; expected a Python config such as '
                               'benchmark/suites/demo.py')
@@ -232,7 +270,7 @@ def load_suite(source: Union[str, Path, dict], overrides: Optional[Dict[str, Any
     zoo = load_metafile()
     try:
         models = [resolve_model(m, zoo) for m in models_raw]
-    except ValueError as e:
+    except (ValueError, ConfigError) as e:   # name the suite file: the model entry is in it
         raise ConfigError(f'{where}: {e}') from None
     names = [m.name for m in models]
     if len(set(names)) != len(names):
@@ -284,11 +322,12 @@ def load_suite(source: Union[str, Path, dict], overrides: Optional[Dict[str, Any
         if 'epsilons' in spec:
             attack_epsilons = _check_epsilons(spec['epsilons'], where, f'attack {cls.name}: epsilons')
             spec['epsilons'] = attack_epsilons
+        _check_step_size(spec, f'{where}: attack {cls.name}')
         try:  # construct once per ε now, so bad hyper-parameters fail before any work
             for eps in attack_epsilons:
                 cls(epsilon=eps, **{k: v for k, v in kwargs.items() if k != 'type'})
         except (TypeError, ValueError) as e:
-            raise ConfigError(f'{where}: attack {cls.name} {spec}: {e}') from None
+            raise ConfigError(f'{where}: attack {cls.name} {spec}: {e}{_options_hint(cls, e)}') from None
         attacks.append(spec)
     fit_dataset = raw.get('fit_dataset')
     if any_fit:

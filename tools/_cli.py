@@ -16,6 +16,12 @@ def setup_logging(verbose: bool = False) -> None:
                         format='%(asctime)s %(levelname)s %(name)s: %(message)s', datefmt='%H:%M:%S')
     for noisy in ('mmengine', 'matplotlib', 'PIL'):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # mmseg warns about its own internals every time a model with a decode head is built (a
+    # deprecated builder it calls itself, a loss default); nothing a user can act on, and it would
+    # bury the one-paragraph error or the results under warnings
+    import warnings
+    for message in (r'``build_loss`` would be deprecated', r'Default ``avg_non_ignore`` is False'):
+        warnings.filterwarnings('ignore', message=message, category=UserWarning)
 
 
 def check_output_dir(path, option: str) -> None:
