@@ -326,8 +326,9 @@ def load_suite(source: Union[str, Path, dict], overrides: Optional[Dict[str, Any
         try:  # construct once per ε now, so bad hyper-parameters fail before any work
             for eps in attack_epsilons:
                 cls(epsilon=eps, **{k: v for k, v in kwargs.items() if k != 'type'})
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f'{where}: attack {cls.name} {spec}: {e}{_options_hint(cls, e)}') from None
+        except (TypeError, ValueError, KeyError) as e:   # KeyError: an unknown member attack name
+            detail = e.args[0] if isinstance(e, KeyError) and e.args else e
+            raise ConfigError(f'{where}: attack {cls.name} {spec}: {detail}{_options_hint(cls, e)}') from None
         attacks.append(spec)
     fit_dataset = raw.get('fit_dataset')
     if any_fit:

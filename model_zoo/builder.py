@@ -64,9 +64,12 @@ def load_config(config):
     path = Path(config).expanduser()
     if not path.is_file() and not path.is_absolute() and (REPO_ROOT / path).is_file():
         path = REPO_ROOT / path
+    if path.is_dir():
+        raise ConfigError(f'model config {config} is a directory; expected an mmseg config file '
+                          '(.py) such as model_zoo/configs/fcn/fcn_r18-w16-d8_1.5k_synthcity-256x128.py')
     if not path.is_file():
         raise ConfigError(f'model config {config} does not exist; expected an mmseg config file '
-                          '(.py) such as model_zoo/configs/fcn/fcn_r18-w16-d8_synthcity-256x128.py')
+                          '(.py) such as model_zoo/configs/fcn/fcn_r18-w16-d8_1.5k_synthcity-256x128.py')
     try:
         return Config.fromfile(str(path))
     except Exception as e:  # mmengine raises many types for a broken config

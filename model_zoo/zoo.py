@@ -139,6 +139,10 @@ def _check_entry(entry: ModelEntry, from_zoo: bool, require_weights: bool) -> Mo
                           'hexadecimal digits (as printed by `sha256sum FILE`), or leave it out')
     if entry.weights is not None and (not isinstance(entry.weights, str) or not entry.weights.strip()):
         raise ConfigError(f'{where}: checkpoint {entry.weights!r} is not a path or URL')
+    if not isinstance(entry.config, str) or not entry.config.strip():
+        raise ConfigError(f'{where}: config {entry.config!r} is not a path; expected an mmseg config '
+                          "file such as 'model_zoo/configs/fcn/fcn_r18-w16-d8_1.5k_synthcity-256x128.py' "
+                          "or 'mmseg::pspnet/pspnet_r50-d8_4xb2-40k_cityscapes-512x1024.py'")
     if not isinstance(entry.random_weights, bool):
         raise ConfigError(f'{where}: random_weights must be True or False, got {entry.random_weights!r}')
     if entry.random_weights:

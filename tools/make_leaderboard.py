@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from _cli import REPO_ROOT, main_guard, setup_logging
+from _cli import REPO_ROOT, check_output_dir, main_guard, setup_logging
 
 
 def main(argv=None):
@@ -21,6 +21,14 @@ def main(argv=None):
                    help='exit with status 1 when a record was refused (after rendering the rest)')
     args = p.parse_args(argv)
     setup_logging()
+    import math
+
+    from benchmark.errors import ConfigError
+    eps = args.reference_epsilon
+    if not math.isfinite(eps) or not 0 < eps <= 255:
+        raise ConfigError(f'--reference-epsilon {eps:g} is not valid; expected the ε of the summary '
+                          "column, an ε of the suites' grid in 0-255 pixel units (default 8)")
+    check_output_dir(args.out_dir, '--out-dir')   # before reading any record
     from leaderboard.report import make_leaderboard
     written = make_leaderboard(args.results_dir, args.out_dir, args.reference_epsilon)
     print(f'wrote {written["readme"]} and {len(written["figures"])} figure(s)')

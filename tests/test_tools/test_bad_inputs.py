@@ -153,6 +153,7 @@ class Case:
     subprocess: bool = False
     check: Optional[Callable] = None
     changes_results: bool = False   # a valid run may add records (never change stored ones)
+    known_defect: str = ''          # a defect in a file of another owner: expected to fail until fixed
 
     def fragments(self) -> Tuple[str, ...]:
         return (self.expect,) if isinstance(self.expect, str) else tuple(self.expect)
@@ -505,6 +506,43 @@ def _nothing_submitted(env, out, err):
     assert not any((env.tmp / 'subs').iterdir())
 
 
+def _record_edit(env, edit):
+    _edit_record(env, edit)
+    return 'validate_results', [str(env.results)]
+
+
+def _set_count(value):
+    def edit(record):
+        record['confusion']['vs_ground_truth'][0][0] = value
+    return edit
+
+
+def _binary_record(env):
+    env.record().write_bytes(b'\xff\xfe\x00 not json')
+    return 'validate_results', [str(env.results)]
+
+
+def _npz_missing(env):
+    env.record().with_suffix('.npz').unlink()
+    return 'validate_results', [str(env.results)]
+
+
+def _orphan_npz(env):
+    env.record().unlink()
+    return 'validate_results', [str(env.results)]
+
+
+def _example_config_exists(env, out, err):
+    """The example the message offers is a real file of the repository."""
+    example = re.search(r'such as (\S+\.py)', unwrap(err)).group(1)
+    assert (REPO / example).is_file(), example
+
+
+def _leaderboard(env, *options, results=None):
+    return 'make_leaderboard', ['--results-dir', str(results or env.results), '--out-dir', str(env.leaderboard),
+                                *map(str, options)]
+
+
 # -- the case table ---------------------------------------------------------------------------------
 CASES = [
     # suite files
@@ -573,6 +611,9 @@ CASES = [
          ("unexpected keyword argument 'stepsize'", 'fgsm takes no options of its own')),
     Case('attack-unknown-option-pgd', 'pgd with num_step instead of num_steps',
          lambda e: e.run_fields(attacks="[dict(type='pgd', num_step=20)]"), 'pgd takes num_steps, alpha'),
+    Case('attack-unknown-member', 'worst_case with an unknown member attack',
+         lambda e: e.run_fields(attacks="[dict(type='worst_case', attacks=['carlini'])]"),
+         "attack worst_case {'type': 'worst_case', 'attacks': ['carlini']}: unknown attack 'carlini'; known attacks"),
     Case('attack-same-twice', 'the same attack entry twice',
          lambda e: e.run_fields(attacks="['fgsm', dict(type='fgsm')]"), 'both describe the cell fgsm'),
     # targets and masks
@@ -649,6 +690,12 @@ CASES = [
          lambda e: e.run_fields(dataset=e.dataset(split='test')), "split 'test' not found"),
     Case('data-image-list-missing-ids', 'image list naming an id that has no image',
          _image_list_missing, 'nowhere/nowhere_000123_000019'),
+    Case('data-size-int', 'built-in dataset with size=64 instead of (width, height)',
+         lambda e: e.run_fields(dataset="dict(type='synthetic_cityscapes', size=64, num_train=1, num_val=2)"),
+         'size', known_defect='benchmark/datasets/builder.py: tuple(spec.pop("size")) raises TypeError'),
+    Case('data-split-int', 'split given as a number',
+         lambda e: e.run_fields(dataset=e.dataset(split=3)), 'split',
+         known_defect='benchmark/datasets/builder.py: _check_split divides a Path by an int (TypeError)'),
     Case('data-unknown-type', "dataset type 'kitti'",
          lambda e: e.run_fields(dataset=e.dataset(type='kitti')), "unknown dataset type 'kitti'"),
     Case('data-unknown-option', 'dataset option `root` misspelt as `roots`',
@@ -697,7 +744,14 @@ CASES = [
          'cannot download checkpoint http://127.0.0.1:9/x.pth'),
     # model configs
     Case('config-missing', 'model config that does not exist',
-         lambda e: e.run_fields(models=e.model(config=e.tmp / 'nope_cfg.py')), ('model mine:', 'nope_cfg.py does not exist')),
+         lambda e: e.run_fields(models=e.model(config=e.tmp / 'nope_cfg.py')), ('model mine:', 'nope_cfg.py does not exist'),
+         check=_example_config_exists),
+    Case('config-is-directory', 'model config path that is a directory',
+         lambda e: e.run_fields(models=e.model(config=e.tmp)), ('model mine:', 'is a directory; expected an mmseg config'),
+         check=_example_config_exists),
+    Case('config-not-a-path', 'model config given as a number',
+         lambda e: e.run_fields(models=f"[dict(name='mine', config=123, checkpoint={str(e.checkpoint)!r})]"),
+         "model 'mine': config 123 is not a path"),
     Case('config-syntax-error', 'model config with a syntax error',
          lambda e: e.run_fields(models=e.model(config=_write(e.tmp / 'cfg.py', 'model = dict(\n'))),
          'could not be parsed'),
@@ -731,6 +785,20 @@ CASES = [
          _stray_temp, 'temporary file left by an interrupted write', code=1),
     Case('record-leaderboard-nan', 'NaN metric given to make_leaderboard --strict',
          _leaderboard_nan_strict, '1 record file(s) refused', code=1),
+    Case('record-schema-version', 'schema_version 99',
+         lambda e: _record_edit(e, lambda r: r.__setitem__('schema_version', 99)),
+         'schema_version: does not match result schema v1', code=1),
+    Case('record-huge-count', 'a confusion count of 10**30',
+         lambda e: _record_edit(e, _set_count(10 ** 30)), 'holds counts too large for 64-bit integers', code=1),
+    Case('record-negative-count', 'a negative confusion count',
+         lambda e: _record_edit(e, _set_count(-5)), '-5 is less than the minimum of 0', code=1),
+    Case('record-binary', 'a record overwritten with binary bytes',
+         _binary_record, 'it is not UTF-8 text', code=1),
+    Case('record-npz-missing', "a record's per-image .npz deleted",
+         _npz_missing, 'cannot be read (No such file or directory); the per-image confusion matrices are missing',
+         code=1),
+    Case('record-orphan-npz', 'a per-image .npz whose record was deleted',
+         _orphan_npz, 'per-image file without its record', code=1),
     Case('record-edited-resume', 'a stored record edited, then the suite run again',
          _edited_stored_record_resume, 'This stored cell cannot be trusted'),
     Case('results-missing-path', 'validate_results on a path that does not exist',
@@ -738,6 +806,15 @@ CASES = [
     Case('leaderboard-results-empty', 'make_leaderboard on an empty folder',
          lambda e: ('make_leaderboard', ['--results-dir', str(_mkdir(e.tmp / 'empty')), '--out-dir',
                                          str(e.leaderboard)]), 'no result records under'),
+    Case('leaderboard-results-missing', 'make_leaderboard --results-dir that does not exist',
+         lambda e: _leaderboard(e, results=e.tmp / 'nope'), 'the folder does not exist'),
+    Case('leaderboard-out-dir-file', 'make_leaderboard --out-dir is a file',
+         lambda e: ('make_leaderboard', ['--results-dir', str(e.results), '--out-dir', str(_results_file(e))]),
+         ('--out-dir', 'results.txt is a file; expected a directory'), subprocess=True),
+    Case('leaderboard-reference-eps-nan', 'make_leaderboard --reference-epsilon nan',
+         lambda e: _leaderboard(e, '--reference-epsilon', 'nan'), '--reference-epsilon nan is not valid'),
+    Case('leaderboard-reference-eps-negative', 'make_leaderboard --reference-epsilon -8',
+         lambda e: _leaderboard(e, '--reference-epsilon=-8'), '--reference-epsilon -8 is not valid'),
     Case('leaderboard-results-file', 'make_leaderboard --results-dir is a file',
          lambda e: ('make_leaderboard', ['--results-dir', str(_results_file(e)), '--out-dir', str(e.leaderboard)]),
          'is a file; expected the folder of result'),
@@ -802,7 +879,13 @@ def run_subprocess(tool: str, argv: List[str], cwd: Path, env_changes: dict) -> 
     return proc.returncode, proc.stdout, proc.stderr
 
 
-@pytest.mark.parametrize('case', CASES, ids=[c.id for c in CASES])
+def _params():
+    for c in CASES:
+        marks = [pytest.mark.xfail(reason=c.known_defect, strict=False)] if c.known_defect else []
+        yield pytest.param(c, id=c.id, marks=marks)
+
+
+@pytest.mark.parametrize('case', list(_params()))
 def test_bad_input(case: Case, tmp_path, baseline, tiny_config, tiny_checkpoint, synthetic_root, capsys,
                    monkeypatch):
     env = Env(tmp_path, baseline, tiny_config, tiny_checkpoint, synthetic_root)
