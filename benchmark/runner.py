@@ -123,6 +123,7 @@ class Runner:
             entries = [m for m in entries if m.name in models]
         self.entries = entries
         self._git = git_state()
+        self._ckpt_sha: Dict[str, Optional[str]] = {}   # model name -> sha256 of its weights now
 
     # -----------------------------------------------------------------------------------------
     def run(self) -> List[CellOutcome]:
@@ -207,9 +208,42 @@ class Runner:
                     f'{self.store.record_path(key)} was computed on a different image list '
                     'than this suite now selects. Use --force to recompute, or another '
                     '--results-dir to keep both.')
+            self._check_same_weights(entry, key, record)
             stored.append(CellOutcome(key, self.store.record_path(key), 'stored',
                                       record['metrics']['miou']))
         return stored, pending
+
+    def _current_checkpoint_sha(self, entry) -> Optional[str]:
+        """sha256 of the weights the suite now names for ``entry`` (the metafile's or suite's
+        ``sha256`` if given, else the local file's, hashed once per run); None when it cannot be
+        known without a download (a URL not cached yet) or the file is gone."""
+        if entry.weights is None:
+            return None
+        if entry.name not in self._ckpt_sha:
+            digest = entry.sha256.lower() if entry.sha256 else None
+            if digest is None:
+                from model_zoo.builder import REPO_ROOT as MODEL_ROOT
+                from model_zoo.builder import is_url, url_cache_path
+                path = (url_cache_path(entry.weights) if is_url(entry.weights)
+                        else Path(entry.weights).expanduser())
+                if not path.is_file() and not path.is_absolute() and (MODEL_ROOT / path).is_file():
+                    path = MODEL_ROOT / path
+                digest = sha256_file(path) if path.is_file() else None
+            self._ckpt_sha[entry.name] = digest
+        return self._ckpt_sha[entry.name]
+
+    def _check_same_weights(self, entry, key, record) -> None:
+        """A stored cell computed with other weights than the suite now names (a retrained or
+        replaced checkpoint under the same model name) is refused, not reported as this model's."""
+        stored_sha = (record.get('provenance') or {}).get('checkpoint_sha256')
+        current = self._current_checkpoint_sha(entry)
+        if stored_sha and current and stored_sha.lower() != current:
+            raise ResultsError(
+                f'{self.store.record_path(key)} was computed with checkpoint sha256 {stored_sha[:16]}… '
+                f'but model {entry.name} now names {entry.weights} (sha256 {current[:16]}…): the '
+                'stored cells belong to other weights. Recompute them with --force --models '
+                f'{entry.name}, keep both with another --results-dir, or give the new weights '
+                'another model name.')
 
     def _run_model_locked(self, entry, datasets, lock) -> List[CellOutcome]:
         """Run one model's pending cells while holding its directory lock (released here)."""

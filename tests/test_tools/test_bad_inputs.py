@@ -301,6 +301,13 @@ def _config_wrong_classes(env):
     return env.run_fields(models=env.model(ckpt, config=config21))
 
 
+def _replaced_checkpoint(env):
+    """Retrained weights saved under the name whose cells are stored."""
+    state = env.state_dict()
+    state['decode_head.conv_seg.bias'] += 1
+    return env.run_fields(models=env.model(env.checkpoint_file('retrained.pth', state), name=MODEL))
+
+
 def _nan_weights(env):
     state = env.state_dict()
     state['decode_head.conv_seg.weight'][0, 0] = float('nan')
@@ -735,6 +742,9 @@ CASES = [
          _nan_weights, ('model mine: checkpoint', 'NaN or infinite values in 1 tensor(s): decode_head.conv_seg.weight')),
     Case('ckpt-mmengine-runner', "checkpoint written by mmengine's Runner (valid)",
          _mmengine_checkpoint, '', code=0, check=_same_records_as_baseline('tiny_mmengine'), changes_results=True),
+    Case('ckpt-replaced', 'the stored model rerun with other weights under the same name',
+         _replaced_checkpoint, ('was computed with checkpoint sha256', 'the stored cells belong to other weights',
+                                '--force --models tiny')),
     Case('ckpt-wrong-sha256', 'sha256 that does not match the checkpoint',
          lambda e: e.run_fields(models=e.model(sha256='0' * 64)), ('has sha256', 'expected ' + '0' * 64)),
     Case('ckpt-bad-sha256', 'sha256 that is not a digest',
