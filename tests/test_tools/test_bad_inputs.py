@@ -501,6 +501,13 @@ def _submit(env, checkpoint, name):
                       '--quick']
 
 
+def _submit_with(env, *extra, config=None):
+    tool, argv = _submit(env, env.checkpoint, 'my_model')
+    if config is not None:
+        argv[0] = str(config)
+    return tool, argv + list(extra)
+
+
 def _submit_bad_name(env):
     return _submit(env, env.checkpoint, 'my model!')
 
@@ -837,6 +844,19 @@ CASES = [
     # submission tool
     Case('submit-bad-name', "submit.py --name 'my model!'",
          _submit_bad_name, "name 'my model!' is not valid", subprocess=True, check=_nothing_submitted),
+    Case('submit-zoo-name', 'submit.py --name of a zoo model',
+         lambda e: _submit(e, e.checkpoint, 'fcn_r18-w16_synthcity'),
+         '--name fcn_r18-w16_synthcity is already a model of the zoo', check=_nothing_submitted),
+    Case('submit-weights-url', 'submit.py --weights-url that is not a URL',
+         lambda e: _submit_with(e, '--weights-url', 'notaurl'), "--weights-url 'notaurl' is not a URL",
+         check=_nothing_submitted),
+    Case('submit-config-classes', "submit.py with a 21-class config for the suite's 19-class dataset",
+         lambda e: _submit_with(e, config=write_tiny_config(e.tmp / 'tiny21.py', num_classes=21)),
+         ('predicts 21 classes but the dataset of suite tinysubmit_quick (cityscapes) has 19',
+          'set num_classes=19'), check=_nothing_submitted),
+    Case('submit-submissions-dir-file', 'submit.py --submissions-dir is a file',
+         lambda e: _submit_with(e, '--submissions-dir', str(_results_file(e))),
+         ('--submissions-dir', 'results.txt is a file; expected a directory')),
     Case('submit-missing-checkpoint', 'submit.py with a checkpoint that does not exist',
          _submit_missing_checkpoint, 'nowhere.pth does not exist', check=_nothing_submitted),
 ]
