@@ -7,6 +7,7 @@ logged as warnings) and the rest is rendered; ``--strict`` then exits with statu
 from __future__ import annotations
 
 import argparse
+import sys
 
 from _cli import REPO_ROOT, check_output_dir, main_guard, setup_logging
 
@@ -32,6 +33,12 @@ def main(argv=None):
     from leaderboard.report import make_leaderboard
     written = make_leaderboard(args.results_dir, args.out_dir, args.reference_epsilon)
     print(f'wrote {written["readme"]} and {len(written["figures"])} figure(s)')
+    column = f'ε={eps:g}'
+    if not any(column in str(c) for table in written['tables'].values() for c in table.columns):
+        # legal, but almost certainly a typo: say so rather than render tables without the column
+        print(f'warning: --reference-epsilon {eps:g} is in no suite\'s ε grid, so no summary table '
+              f'has a column at {column} (single-ε suites show their own ε); use an ε of the grid, '
+              'e.g. the default 8', file=sys.stderr)
     refused = {p.file for p in written['refused']}
     if refused:
         print(f'{len(refused)} record file(s) refused (listed under "Refused records" in '

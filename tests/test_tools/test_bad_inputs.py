@@ -552,6 +552,11 @@ def _example_config_exists(env, out, err):
     assert (REPO / example).is_file(), example
 
 
+def _warned_off_grid(env, out, err):
+    assert unwrap(err).startswith('warning: --reference-epsilon 7 is in no suite') and 'ε=7' in err, err
+    assert (env.leaderboard / 'README.md').is_file()
+
+
 def _leaderboard(env, *options, results=None):
     return 'make_leaderboard', ['--results-dir', str(results or env.results), '--out-dir', str(env.leaderboard),
                                 *map(str, options)]
@@ -832,6 +837,8 @@ CASES = [
          lambda e: _leaderboard(e, '--reference-epsilon', 'nan'), '--reference-epsilon nan is not valid'),
     Case('leaderboard-reference-eps-negative', 'make_leaderboard --reference-epsilon -8',
          lambda e: _leaderboard(e, '--reference-epsilon=-8'), '--reference-epsilon -8 is not valid'),
+    Case('leaderboard-reference-eps-off-grid', 'make_leaderboard --reference-epsilon 7, in no grid (valid, warned)',
+         lambda e: _leaderboard(e, '--reference-epsilon', 7), '', code=0, check=_warned_off_grid),
     Case('leaderboard-results-file', 'make_leaderboard --results-dir is a file',
          lambda e: ('make_leaderboard', ['--results-dir', str(_results_file(e)), '--out-dir', str(e.leaderboard)]),
          'is a file; expected the folder of result'),
