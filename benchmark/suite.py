@@ -158,7 +158,8 @@ def _check_epsilon(eps, where: str) -> float:
                           'every image is reachable and the cell measures nothing; ε is in 0-255 '
                           f'pixel units, e.g. epsilons = {list(ARNAB_EPSILONS)}')
     levels = eps * 255
-    if eps < 1 and round(levels) >= 1 and abs(levels - round(levels)) < 1e-6:
+    # the [0, 1]-unit radii of the literature (1/255 ... 32/255); 0.2 = 51/255 stays legal
+    if eps < 1 and 1 <= round(levels) <= 32 and abs(levels - round(levels)) < 1e-6:
         raise ConfigError(f'{where}: epsilon {eps:g} looks like {round(levels)}/255, a radius in '
                           f'[0, 1] image units, but this benchmark measures ε in 0-255 pixel units '
                           f'(ε = 8 means 8 grey levels): write {round(levels)} for {round(levels)}/255')

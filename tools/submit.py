@@ -213,7 +213,7 @@ def check_submission(args) -> Checked:
 
     from benchmark.datasets.builder import build_eval_dataset
     from benchmark.errors import CheckpointError, ConfigError
-    from model_zoo.builder import build_segmentor, load_weights
+    from model_zoo.builder import build_segmentor, load_weights, resolve_checkpoint
     from model_zoo.demo import count_parameters
     from model_zoo.pixel_model import PixelSpaceModel
 
@@ -230,6 +230,7 @@ def check_submission(args) -> Checked:
     suite = load_submission_suite(args, dict(name=args.name, config=config, checkpoint=args.checkpoint))
     segmentor = build_segmentor(config)
     parameters = count_parameters(segmentor)
+    resolve_checkpoint(args.checkpoint)   # a missing file fails before the dataset is prepared
     dataset = build_eval_dataset(suite.dataset)
     num_classes = dataset.num_classes
     predicted = PixelSpaceModel.from_segmentor(segmentor).num_classes

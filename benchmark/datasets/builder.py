@@ -463,6 +463,9 @@ def build_eval_dataset(spec: dict) -> EvalDataset:
     if kind not in DATASET_TYPES:
         raise DatasetError(f'unknown dataset type {kind!r}; expected one of {", ".join(DATASET_TYPES)}')
     split = spec.pop('split', 'val')
+    if not isinstance(split, str) or not split or '/' in split:
+        raise DatasetError(f"split must be the name of a split folder or list, e.g. 'val' or 'train', "
+                           f'got {split!r}')
     image_list = spec.pop('image_list', None)
     num_images = _check_num_images(spec.pop('num_images', None))
 
@@ -470,8 +473,17 @@ def build_eval_dataset(spec: dict) -> EvalDataset:
         if kind == 'synthetic_cityscapes':
             from .synthetic import ensure_synthetic_cityscapes
             params = {k: spec.pop(k) for k in ('seed', 'num_train', 'num_val') if k in spec}
+            for k, v in params.items():
+                if isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == 'seed' else 1):
+                    raise DatasetError(f'built-in synthetic dataset: {k} must be an integer '
+                                       f'{">= 0" if k == "seed" else "> 0"}, got {v!r}')
             if 'size' in spec:
-                params['size'] = tuple(spec.pop('size'))
+                size = spec.pop('size')
+                if (not isinstance(size, (list, tuple)) or len(size) != 2
+                        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+                    raise DatasetError('built-in synthetic dataset: size must be (width, height), two '
+                                       f'positive integers such as (256, 128), got {size!r}')
+                params['size'] = tuple(size)
             root = spec.pop('root', None)
             if root is not None:
                 root = _resolve(root, 'root')[0]
@@ -479,6 +491,11 @@ def build_eval_dataset(spec: dict) -> EvalDataset:
                 data_root = ensure_synthetic_cityscapes(root, **params)
             except (ValueError, FileExistsError) as e:
                 raise DatasetError(f'built-in synthetic dataset: {e}') from None
+            except OSError as e:
+                raise DatasetError(f'built-in synthetic dataset: cannot write it ({e.strerror}: '
+                                   f'{e.filename}); it is generated into $SEGBENCH_CACHE (default '
+                                   '~/.cache/segbench) or the `root` the suite gives: point either at '
+                                   'a writable directory') from None
             data_root, shown = Path(data_root), str(data_root)
             resize = _check_resize(spec.pop('resize', None))
         else:

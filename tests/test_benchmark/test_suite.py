@@ -33,7 +33,7 @@ def test_cell_ids_are_stable():
     (dict(epsilons=[-2]), 'epsilon -2 is not valid'),
     (dict(epsilons=['eight']), "epsilon 'eight' is not valid"),
     (dict(epsilons=[]), 'non-empty list'),
-    (dict(attacks=[dict(type='ifgsm', alpha=0)]), 'epsilon must be a finite number'),
+    (dict(attacks=[dict(type='ifgsm', alpha=0)]), 'alpha 0 is not valid'),
     (dict(attacks=[dict(type='fgsm', epsilon=3)]), 'put ε values in `epsilons`'),
     (dict(attacks=[dict(type='fgsm', steps=3)]), 'unexpected keyword'),
     (dict(label_source='gt'), "label_source must be 'prediction' or 'ground_truth'"),
