@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
@@ -56,6 +57,8 @@ class CleanMaps:
     pred: List[np.ndarray]            # (H, W) uint8 (int16 beyond 254 classes) clean predictions
     least_likely: List[np.ndarray]    # (H, W) least-likely classes
     vs_ground_truth: Optional[np.ndarray] = None   # (N, C, C) per-image clean confusion matrices
+    top_probability: List[float] = dataclasses.field(default_factory=list)   # per image, pixel mean
+    entropy: List[float] = dataclasses.field(default_factory=list)           # nats, per image
     forward_images: int = 0
     wall_time: float = 0.0
 
@@ -372,6 +375,11 @@ class Runner:
             for images, labels, _ in data.dataset.batches(self.suite.batch_size):
                 logits = model(images.to(self.device))
                 pred = logits.argmax(1).cpu().numpy()
+                # confidence of the clean prediction (Arnab et al. 2018, Sec. 7.1: mean top-class
+                # probability and entropy in nats, per image averaged over pixels)
+                logp = torch.log_softmax(logits.double(), dim=1)
+                clean.top_probability.extend(logp.max(1).values.exp().mean((1, 2)).cpu().numpy())
+                clean.entropy.extend((-(logp.exp() * logp).sum(1)).mean((1, 2)).cpu().numpy())
                 clean.pred.extend(pred.astype(dtype))
                 clean.least_likely.extend(logits.argmin(1).cpu().numpy().astype(dtype))
                 per_image_gt.append(metrics.batch_confusion_matrices(labels.numpy(), pred, num_classes))
@@ -394,9 +402,14 @@ class Runner:
             clean = self._clean_maps(ctx, data, bar)
             if clean_key is not None:
                 stats = {'gradient_passes_per_image': 0, 'forward_images': clean.forward_images,
-                         'gradient_images': 0, 'linf_max': 0.0}
+                         'gradient_images': 0, 'linf_max': 0.0,
+                         'prediction_confidence': {
+                             'mean_top_probability': float(np.mean(clean.top_probability)),
+                             'mean_entropy_nats': float(np.mean(clean.entropy))}}
                 outcomes.append(self._write(clean_key, ctx, None, data, clean.vs_ground_truth, None, None,
-                                            stats, clean.wall_time))
+                                            stats, clean.wall_time,
+                                            info={'top_probability': np.asarray(clean.top_probability),
+                                                  'entropy_nats': np.asarray(clean.entropy)}))
             for group in _groups(attack_cells, self.share_trajectories):
                 key, plan = group[0]
                 if bar is not None:

@@ -1,4 +1,5 @@
 """Mistakes caught before any model is built, and models whose numbers would mean nothing."""
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -143,3 +144,30 @@ def test_non_finite_input_gradient_is_refused():
     assert torch.isfinite(model(images)).all()
     with pytest.raises(ModelError, match="model 'sqrt_model' produced a non-finite input gradient"):
         FGSM(epsilon=4)(model, images)
+
+
+def test_clean_cell_records_the_confidence_of_the_prediction(make, tmp_path):
+    """Arnab et al. Sec. 7.1 compare mean top-class probability and entropy of clean predictions."""
+    from benchmark.datasets.builder import build_eval_dataset
+    from benchmark.integrity import check_paths
+    from benchmark.store import ResultStore
+    from model_zoo.builder import build_pixel_model
+    suite = load_suite(make())
+    Runner(suite, tmp_path / 'r', progress=False).run()
+    store = ResultStore(tmp_path / 'r')
+    path, rec = next((p, r) for p, r in store.iter_records() if r['key']['attack'] == 'clean')
+    conf = rec['attack_stats']['prediction_confidence']
+    per_image = store.read_per_image(path, rec)
+    # independent: softmax of the model's logits, image by image
+    entry = suite.models[0]
+    model, _ = build_pixel_model(entry.config, entry.weights)
+    tops, ents = [], []
+    for image, _, _ in build_eval_dataset(suite.dataset):
+        p = torch.softmax(model(image[None]).double(), 1)[0]
+        tops.append(float(p.max(0).values.mean()))
+        ents.append(float(-(p * p.log()).sum(0).mean()))
+    assert per_image['info_top_probability'] == pytest.approx(tops, rel=1e-6)
+    assert per_image['info_entropy_nats'] == pytest.approx(ents, rel=1e-6)
+    assert conf['mean_top_probability'] == pytest.approx(sum(tops) / len(tops), rel=1e-6)
+    assert 0 < conf['mean_top_probability'] <= 1 and 0 <= conf['mean_entropy_nats'] <= np.log(19)
+    assert check_paths([tmp_path / 'r']) == []
