@@ -9,35 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-import re
 from typing import Any, Dict, Optional
 
+from common.names import canonical, canonical_json, check_name  # noqa: F401 (re-exported)
+
 CLEAN = 'clean'  #: attack name of the no-attack cell that every IoU ratio divides by
-_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.+-]*$')
-
-
-def canonical_json(obj: Any) -> str:
-    """JSON with sorted keys and no whitespace; floats that are integers printed as such."""
-    return json.dumps(_canonical(obj), sort_keys=True, separators=(',', ':'), ensure_ascii=True)
-
-
-def _canonical(obj):
-    if isinstance(obj, float) and obj.is_integer():
-        return int(obj)
-    if isinstance(obj, dict):
-        return {str(k): _canonical(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_canonical(v) for v in obj]
-    return obj
-
-
-def check_name(value: str, what: str) -> str:
-    """Names become path components: letters, digits, ``_ . + -``."""
-    if not isinstance(value, str) or not _NAME_RE.match(value):
-        raise ValueError(f'{what} name {value!r} is not valid: use letters, digits and _ . + - '
-                         '(it becomes part of a file path)')
-    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +32,7 @@ class CellKey:
 
     def to_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
-        d['params'] = _canonical(dict(self.params))
+        d['params'] = canonical(dict(self.params))
         d['epsilon'] = float(self.epsilon)
         d['scale'] = float(self.scale)
         return d

@@ -18,44 +18,46 @@ Promises of the store, and where they are enforced:
   disk or a read-only directory changes nothing that is stored (a :class:`ResultsError` says which
   path and what to do). Temporary files of a killed run are removed by
   :meth:`ResultStore.sweep_temporary` (the runner calls it while it holds the model's lock) and
-  reported by :func:`find_temporary`.
+  reported by :func:`find_temporary`. The writing itself is :mod:`common.atomic` (shared by every
+  package that keeps a file); its names are re-exported here for existing callers.
 * **Verified on read.** :meth:`ResultStore.read` (``verify=True``) refuses a record whose JSON holds
   NaN/Infinity, that does not match the schema, whose names are not valid, whose file path does not
   match its key, whose stated metrics differ from the ones its matrices give, or whose per-image
   file is missing, edited, unreadable, of the wrong row count or does not sum to the record's
   matrices. Each refusal names the file, the field and the reason (:class:`Problem`).
 
-Only numpy, jsonschema and the standard library are imported (the leaderboard uses this module).
+Only numpy, jsonschema, :mod:`common` and the standard library are imported (the leaderboard uses
+this module).
 """
 from __future__ import annotations
 
 import dataclasses
-import errno
 import functools
-import hashlib
 import io
 import json
 import math
 import os
 import re
-import tempfile
-import threading
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
+from common.atomic import (atomic_write_bytes, check_writable_dir, commit,  # noqa: F401 (re-exported)
+                           current_umask, find_temporary, is_temporary_name, remove_quietly,
+                           write_temporary)
+from common.errors import ResultsError
+from common.hashing import sha256_bytes, sha256_file  # noqa: F401 (re-exported)
+from common.names import check_name
+
 from . import metrics
-from .cells import CellKey, check_name
-from .errors import ResultsError
+from .cells import CellKey
 
 SCHEMA_VERSION = 1
 _SCHEMA_PATH = Path(__file__).parent / 'schema' / f'record-v{SCHEMA_VERSION}.json'
 #: Absolute tolerance when a stated metric is compared with the one recomputed from the matrices
 #: (both come from the same float64 formulas; the slack only absorbs numpy-version round-off).
 METRIC_TOLERANCE = 1e-9
-#: Names of the temporary files written by :func:`atomic_write_bytes` (``mkstemp``: 8 characters).
-_TEMP_RE = re.compile(r'^\..+\.[A-Za-z0-9_]{8}\.tmp$')
 #: Folders under a model directory that hold other data than records (fitted attack state).
 NON_RECORD_DIRS = ('artifacts',)
 MATRICES = ('vs_ground_truth', 'vs_clean', 'vs_target')
@@ -152,170 +154,7 @@ def validate_record(record: dict, where: str = 'record') -> None:
                            f'(expected {key.cell_id}); the record was edited or is corrupt')
 
 
-# -- hashing and atomic IO -----------------------------------------------------------------------
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Union[str, Path]) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-_UMASK_LOCK = threading.Lock()
-
-
-def current_umask() -> int:
-    """The process umask, read without changing it where the OS allows.
-
-    Linux reports it in ``/proc/self/status``; elsewhere it can only be read by setting it, which is
-    done under a lock and restored at once (``os.umask`` is process-wide).
-    """
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith('Umask:'):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    with _UMASK_LOCK:
-        mask = os.umask(0o022)
-        os.umask(mask)
-    return mask
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (a no-op where directories cannot be fsynced)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_error(path: Path, e: OSError) -> ResultsError:
-    """A one-paragraph :class:`ResultsError` for a failed write of ``path``."""
-    what = e.strerror or str(e)
-    if e.errno in (errno.ENOSPC, getattr(errno, 'EDQUOT', errno.ENOSPC)):
-        advice = ('the disk (or your quota) is full. Free some space and run the same command '
-                  'again; finished records are kept and the run resumes where it stopped')
-    elif e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        advice = (f'{what}. Expected a writable directory: fix the permissions of {path.parent}, '
-                  'or write to another directory (--results-dir / --out-dir)')
-    elif e.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
-        advice = (f'{what}: a component of this path is a file where a directory is expected, or '
-                  'the target is a directory. Move that file away or choose another directory')
-    else:
-        advice = f'{what}. Check the path and the file system, then run the same command again'
-    return ResultsError(f'cannot write {path}: {advice}. Nothing already stored was changed '
-                        '(the temporary file was removed).')
-
-
-def _write_temporary(path: Path, data: bytes) -> Path:
-    """Write ``data`` durably to a temporary file beside ``path`` with ``open()``'s default mode."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise _write_error(path, e) from None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    except OSError as e:
-        raise _write_error(path, e) from None
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            # mkstemp creates 0600; a record must be as readable as any file the user writes
-            os.fchmod(f.fileno(), 0o666 & ~current_umask())
-            os.fsync(f.fileno())
-    except BaseException as e:
-        _remove_quietly(Path(tmp))
-        if isinstance(e, OSError):
-            raise _write_error(path, e) from None
-        raise
-    return Path(tmp)
-
-
-def _commit(tmps: List[Tuple[Path, Path]], retire: Optional[Path] = None) -> None:
-    """Rename each ``(temporary, final)`` pair into place, then fsync the directories.
-
-    ``retire`` (an existing file) is removed first: the record being replaced, so that an
-    interruption between the renames leaves no old record naming a new per-image file (the cell
-    is then simply missing, and recomputed by the next run).
-    """
-    path = tmps[0][1]
-    try:
-        if retire is not None:
-            path = retire
-            retire.unlink()
-        for tmp, path in tmps:
-            os.replace(tmp, path)
-    except BaseException as e:
-        for tmp, _ in tmps:
-            _remove_quietly(tmp)
-        if isinstance(e, OSError):
-            raise _write_error(path, e) from None
-        raise
-    for directory in {path.parent for _, path in tmps}:
-        _fsync_directory(directory)
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        path.unlink()
-    except OSError:
-        pass
-
-
-def atomic_write_bytes(path: Union[str, Path], data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``.
-
-    The file gets the mode ``open()`` would give it (``0o666 & ~umask``) and the rename is made
-    durable. An ``OSError`` (full disk, read-only or missing permission, a file where a directory
-    is expected) becomes a :class:`ResultsError` naming the path; the temporary file is removed and
-    an existing ``path`` is left as it was.
-    """
-    path = Path(path)
-    _commit([(_write_temporary(path, data), path)])
-
-
-def check_writable_dir(path: Union[str, Path], what: str) -> None:
-    """``path`` is a directory this process can write to (created if missing), checked before any
-    work starts; otherwise a :class:`ResultsError` naming ``what`` (e.g. ``--results-dir``)."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ResultsError(f'{what} {path} is a file; expected a directory (it is created if missing)')
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as e:
-        raise ResultsError(f'cannot write under {what} {path}: {e.strerror}. Expected a writable '
-                           'directory: fix its permissions or free space, or choose another '
-                           'directory.') from None
-
-
-def is_temporary_name(name: str) -> bool:
-    """Whether ``name`` is a temporary file name of :func:`atomic_write_bytes`."""
-    return bool(_TEMP_RE.match(name))
-
-
-def find_temporary(root: Union[str, Path]) -> List[Path]:
-    """Temporary files left by interrupted writes anywhere under ``root`` (sorted; nothing removed)."""
-    root = Path(root)
-    if root.is_file():
-        return [root] if is_temporary_name(root.name) else []
-    return sorted(p for p in root.rglob('.*.tmp') if p.is_file() and is_temporary_name(p.name))
-
+# -- hashing and atomic IO: defined in the common layer, re-exported for existing callers ---------
 
 # -- reading and verifying -----------------------------------------------------------------------
 
@@ -634,16 +473,16 @@ class ResultStore:
         pending: List[Tuple[Path, Path]] = []
         try:
             if npz_data is not None:
-                pending.append((_write_temporary(path.with_suffix('.npz'), npz_data),
+                pending.append((write_temporary(path.with_suffix('.npz'), npz_data),
                                 path.with_suffix('.npz')))
-            pending.append((_write_temporary(path, json_data), path))
+            pending.append((write_temporary(path, json_data), path))
         except BaseException:
             for tmp, _ in pending:
-                _remove_quietly(tmp)
+                remove_quietly(tmp)
             raise
         # the .npz first (a record never names a per-image file not yet there); a record being
         # replaced is removed before its .npz is, so no crash leaves an old record beside a new .npz
-        _commit(pending, retire=path if npz_data is not None and path.exists() else None)
+        commit(pending, retire=path if npz_data is not None and path.exists() else None)
         return path
 
     def read(self, key_or_path: Union[CellKey, Path, str], verify: bool = True) -> dict:

@@ -91,7 +91,8 @@ import errno  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 
-import benchmark.store as store_mod  # noqa: E402
+import common.atomic as atomic_mod  # noqa: E402
+import common.hashing as hashing_mod  # noqa: E402
 from benchmark.store import (RecordError, atomic_write_bytes, current_umask,  # noqa: E402
                              find_temporary, inspect_record)
 
@@ -120,8 +121,8 @@ def test_written_files_get_the_mode_open_would_give(tmp_path, umask, mask, mode)
 
 def test_the_directory_is_fsynced_after_the_rename(tmp_path, monkeypatch):
     synced = []
-    real = store_mod._fsync_directory
-    monkeypatch.setattr(store_mod, '_fsync_directory',
+    real = atomic_mod.fsync_directory
+    monkeypatch.setattr(atomic_mod, 'fsync_directory',
                         lambda d: (synced.append((Path(d), (Path(d) / 'f').exists())), real(d)))
     atomic_write_bytes(tmp_path / 'f', b'data')
     assert synced == [(tmp_path, True)]                             # after the file is in place
@@ -186,7 +187,7 @@ def test_failed_write_keeps_what_is_stored(tmp_path, monkeypatch, err, match):
         calls.append(fd)
         f = real_fdopen(fd, *a, **k)
         return _FailingFile(f, err) if len(calls) == 2 else f       # the .json after the .npz
-    monkeypatch.setattr(store_mod.os, 'fdopen', fdopen)
+    monkeypatch.setattr(atomic_mod.os, 'fdopen', fdopen)
     rec2, per_image2 = record_for(KEY, n=5)
     with pytest.raises(ResultsError, match=match) as info:
         store.write(rec2, {'vs_ground_truth': per_image2})
@@ -205,7 +206,7 @@ def test_read_only_directory_is_a_clear_error(tmp_path, monkeypatch):
     if os.geteuid() == 0:  # root ignores permission bits: the file system's answer is simulated
         def mkstemp(*a, **k):
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
-        monkeypatch.setattr(store_mod.tempfile, 'mkstemp', mkstemp)
+        monkeypatch.setattr(atomic_mod.tempfile, 'mkstemp', mkstemp)
     else:
         model_dir.chmod(0o555)
     try:
@@ -350,7 +351,7 @@ def test_per_image_file_missing_truncated_or_edited(stored):
 def _replace_npz(path, data):
     """Write new per-image bytes and let the record name their sha256 (a consistent forgery)."""
     path.with_suffix('.npz').write_bytes(data)
-    edit_json(path, lambda r: r['per_image'].update(sha256=store_mod.sha256_bytes(data)))
+    edit_json(path, lambda r: r['per_image'].update(sha256=hashing_mod.sha256_bytes(data)))
 
 
 def _npz_bytes(**arrays):
@@ -481,7 +482,7 @@ def test_interrupted_replacement_leaves_no_mismatched_pair(tmp_path, monkeypatch
         if len(calls) == 2:                                         # the record's rename
             raise KeyboardInterrupt
         return real_replace(src, dst)
-    monkeypatch.setattr(store_mod.os, 'replace', replace)
+    monkeypatch.setattr(atomic_mod.os, 'replace', replace)
     rec2, per_image2 = record_for(KEY, n=5)
     with pytest.raises(KeyboardInterrupt):
         store.write(rec2, {'vs_ground_truth': per_image2})
