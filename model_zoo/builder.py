@@ -32,8 +32,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from benchmark.errors import CheckpointError, ConfigError
-from benchmark.store import sha256_file  # noqa: F401  (re-exported: model_zoo.builder.sha256_file)
+from common.errors import CheckpointError, ConfigError
+from common.hashing import sha256_file  # noqa: F401  (re-exported: model_zoo.builder.sha256_file)
 
 from .pixel_model import PixelSpaceModel
 from .safe_load import Unresolved, clean_text, load_checkpoint_bytes

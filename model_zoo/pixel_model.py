@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.errors import ModelError
+from common.errors import ModelError
 
 
 class PixelSpaceModel(nn.Module):

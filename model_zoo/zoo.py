@@ -35,10 +35,13 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Union
 
-from benchmark.cells import check_name
-from benchmark.errors import ConfigError
+from common.errors import CheckpointError, ConfigError
+from common.names import check_name
+
+if TYPE_CHECKING:  # only for annotations: loading the metafile does not import torch
+    import torch
 
 logger = logging.getLogger(__name__)
 METAFILE = Path(__file__).resolve().parent / 'metafile.yaml'
@@ -201,8 +204,6 @@ def build_zoo_model(entry: ModelEntry, num_classes: Optional[int] = None):
     Raises:
         CheckpointError: the entry has no weights and does not ask for ``random_weights``.
     """
-    from benchmark.errors import CheckpointError
-
     from .builder import build_pixel_model
     if entry.weights is None:
         if not entry.random_weights:
@@ -211,3 +212,21 @@ def build_zoo_model(entry: ModelEntry, num_classes: Optional[int] = None):
     return build_pixel_model(entry.config, entry.weights, sha256=entry.sha256,
                              key_renames=entry.key_renames, num_classes=num_classes,
                              ignore_keys=entry.ignore_keys)
+
+
+def count_parameters(model: 'torch.nn.Module', inference_only: bool = True) -> int:
+    """Parameters used at inference (auxiliary heads excluded when ``inference_only``)."""
+    return sum(p.numel() for n, p in model.named_parameters()
+               if not (inference_only and n.startswith('auxiliary_head')))
+
+
+def missing_demo_weights(entries: Iterable[ModelEntry]) -> List[ModelEntry]:
+    """Demo entries whose weight file (a path relative to the repository root, or absolute) is absent."""
+    root = Path(__file__).resolve().parent.parent
+    out = []
+    for e in entries:
+        if e.demo and e.weights and '://' not in e.weights:
+            p = Path(e.weights)
+            if not (p if p.is_absolute() else root / p).is_file():
+                out.append(e)
+    return out

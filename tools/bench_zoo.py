@@ -34,7 +34,7 @@ def main(argv=None):
     import torch.nn.functional as F
     torch.set_num_threads(args.threads)
     from model_zoo.builder import build_pixel_model
-    from model_zoo.demo import count_parameters
+    from model_zoo.zoo import count_parameters
     from model_zoo.zoo import load_metafile, resolve_model
 
     zoo = load_metafile()

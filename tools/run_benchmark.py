@@ -58,7 +58,7 @@ def main(argv=None):
     if args.num_images is not None:
         suite.dataset['num_images'] = args.num_images
     from benchmark.errors import CheckpointError
-    from model_zoo.demo import missing_demo_weights
+    from model_zoo.zoo import missing_demo_weights
     missing = missing_demo_weights(suite.models)
     if missing:
         raise CheckpointError(

@@ -7,7 +7,8 @@
 
 Training uses mmengine's Runner with each entry's config. The weights (state dict only) go to the
 entry's ``weights`` path; its ``sha256``, ``parameters`` and ``results`` in model_zoo/metafile.yaml
-are rewritten, and a model that does not reach ``--min-miou`` on the val split is reported.
+are rewritten, and a model that does not reach ``--min-miou`` on the val split is reported. The
+training itself is ``tools/demo_training.py``.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def update_metafile(updates):
             item['results'] = {'clean_miou_val': round(float(u['miou']), 4),
                                'train_seconds': u['train_seconds']}
     body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120)
-    from benchmark.store import atomic_write_bytes
+    from common.atomic import atomic_write_bytes
     atomic_write_bytes(METAFILE, (header + body).encode())
 
 
@@ -54,8 +55,9 @@ def main(argv=None):
     logging.getLogger('mmengine').setLevel(logging.INFO)
     from pathlib import Path
 
-    from benchmark.errors import ConfigError
-    from model_zoo.demo import REPO_ROOT, evaluate_clean_miou, train_demo_model
+    from common.errors import ConfigError
+    from demo_training import evaluate_clean_miou, train_demo_model
+    from model_zoo.builder import REPO_ROOT
     from model_zoo.zoo import load_metafile
     zoo = load_metafile()
     demo = [e for e in zoo.values() if e.demo]

@@ -42,22 +42,9 @@ def test_user_model_dict():
     assert entry.weights == 'b.pth' and not entry.demo
 
 
-@pytest.mark.parametrize('name', sorted(n for n, e in ZOO.items() if e.demo))
-def test_recorded_clean_miou_is_what_the_entry_scores(name):
-    """The metafile's clean val mIoU is reproduced by the committed weights under the entry's own config
-    (entries sharing one weight file, such as single-scale test variants, score differently)."""
-    from model_zoo.demo import evaluate_clean_miou
-    entry = ZOO[name]
-    path = REPO_ROOT / entry.weights
-    if not path.is_file():
-        pytest.skip(f'{name}: demo weights not trained yet ({entry.weights})')
-    recorded = entry.results['clean_miou_val']
-    assert evaluate_clean_miou(entry.config, path) == pytest.approx(recorded, abs=1e-3), name
-
-
 def test_submitted_entries_join_the_zoo(tmp_path):
     """A model_zoo/submissions/<name>.yaml written by tools/submit.py is a zoo model by name."""
-    from benchmark.errors import ConfigError
+    from common.errors import ConfigError
     from model_zoo.zoo import METAFILE, load_metafile, resolve_model
     subs = tmp_path / 'submissions'
     subs.mkdir()
@@ -75,3 +62,25 @@ def test_submitted_entries_join_the_zoo(tmp_path):
     (subs / 'clash.yaml').write_text('- not a mapping\n')
     with pytest.raises(ConfigError, match='not a YAML mapping'):
         load_metafile(METAFILE, subs)
+
+
+def test_missing_demo_weights_lists_only_absent_local_files(tmp_path):
+    from model_zoo.zoo import ModelEntry, missing_demo_weights
+    present = tmp_path / 'w.pth'
+    present.write_bytes(b'x')
+    entries = [ModelEntry(name='a', config='c.py', weights=str(present), demo=True),
+               ModelEntry(name='b', config='c.py', weights=str(tmp_path / 'absent.pth'), demo=True),
+               ModelEntry(name='c', config='c.py', weights='https://example.org/w.pth', demo=True),
+               ModelEntry(name='d', config='c.py', weights=str(tmp_path / 'absent.pth'), demo=False),
+               ModelEntry(name='e', config='c.py', weights='model_zoo/weights/never_there.pth', demo=True)]
+    assert [e.name for e in missing_demo_weights(entries)] == ['b', 'e']
+
+
+def test_count_parameters_leaves_out_auxiliary_heads():
+    import torch
+    from model_zoo.zoo import count_parameters
+    model = torch.nn.Module()
+    model.decode_head = torch.nn.Linear(3, 2)          # 8 parameters
+    model.auxiliary_head = torch.nn.Linear(4, 5)       # 25 parameters
+    assert count_parameters(model) == 8
+    assert count_parameters(model, inference_only=False) == 33

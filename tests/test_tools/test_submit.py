@@ -93,7 +93,7 @@ def test_quick_submission_end_to_end(dirs, capsys, tiny_config, tiny_checkpoint_
     assert entry['architecture'] == 'FCN' and entry['backbone'] == 'ResNetV1c-18'
     assert entry['paper'] == 'Doe 2026' and entry['code'] == 'https://example.org/code'
     from model_zoo.builder import build_segmentor
-    from model_zoo.demo import count_parameters
+    from model_zoo.zoo import count_parameters
     assert entry['parameters'] == count_parameters(build_segmentor(tiny_config))
     # results from the records: clean mIoU and the mean over attacks of the mean IoU ratio over ε
     clean = next(r['metrics']['miou'] for r in recs if r['key']['attack'] == 'clean')

@@ -9,7 +9,7 @@ import model_zoo.models.dilated_net  # noqa: F401  (registers DilatedContextHead
 import model_zoo.models.vgg  # noqa: F401  (registers VGG16)
 from model_zoo import PixelSpaceModel
 from model_zoo.builder import build_segmentor
-from model_zoo.demo import count_parameters
+from model_zoo.zoo import count_parameters
 from model_zoo.models.dilated_net import ContextModule, caffe_dilation_key_map, identity_init_weight
 
 CONFIGS = Path(__file__).resolve().parents[3] / 'model_zoo' / 'configs' / 'dilatednet'

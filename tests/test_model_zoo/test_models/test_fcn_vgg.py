@@ -10,7 +10,7 @@ import model_zoo.models.fcn_vgg  # noqa: F401  (registers FCNSkipHead)
 import model_zoo.models.vgg  # noqa: F401  (registers VGG16)
 from model_zoo import PixelSpaceModel
 from model_zoo.builder import build_segmentor
-from model_zoo.demo import count_parameters
+from model_zoo.zoo import count_parameters
 from model_zoo.models.fcn_vgg import FCNSkipHead, bilinear_upsample_weight, caffe_fcn_key_map
 
 CONFIGS = Path(__file__).resolve().parents[3] / 'model_zoo' / 'configs'

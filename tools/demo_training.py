@@ -1,23 +1,33 @@
 """Demo models: small versions of zoo architectures trained on the built-in synthetic data.
 
-``train_demo_model`` trains one zoo entry with mmengine's ``Runner`` (the standard mmseg training
+Used by ``tools/train_demo_zoo.py`` (it lives with the tools because it needs both layers below
+them: ``model_zoo`` for the models and ``benchmark`` for the built-in dataset and the metrics).
+
+:func:`train_demo_model` trains one zoo entry with mmengine's ``Runner`` (the standard mmseg training
 loop: the entry's config names dataset, pipeline and schedule), keeps only the weights
 (``state_dict``, loadable with ``weights_only=True``), evaluates clean mIoU on the val split through
-the benchmark's own pixel-space path, and returns what the metafile records. ``tools/train_demo_zoo.py``
-runs it for every demo entry and rewrites their ``sha256``, ``parameters`` and ``results`` fields.
+the benchmark's own pixel-space path (:func:`evaluate_clean_miou`), and returns what the metafile
+records.
 """
 from __future__ import annotations
 
 import logging
 import shutil
 import tempfile
+import time
 from pathlib import Path
-from typing import Dict, Iterable, Optional
+from typing import Dict, Optional
 
+import numpy as np
 import torch
 
-from .builder import REPO_ROOT, build_segmentor, load_config, sanitize_model_cfg, sha256_file
-from .zoo import ModelEntry
+from benchmark import metrics
+from benchmark.datasets.builder import build_eval_dataset
+from benchmark.datasets.synthetic import ensure_synthetic_cityscapes
+from common.errors import CheckpointError
+from common.hashing import sha256_file
+from model_zoo.builder import REPO_ROOT, build_pixel_model, build_segmentor, load_config, sanitize_model_cfg
+from model_zoo.zoo import ModelEntry, count_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -26,30 +36,32 @@ DEMO_DATASET = dict(type='synthetic_cityscapes', seed=0)
 
 
 def demo_dataset_root(progress: bool = True) -> Path:
-    from benchmark.datasets.synthetic import ensure_synthetic_cityscapes
+    """The built-in dataset the demo models are trained on, generated into the cache if missing."""
     params = {k: v for k, v in DEMO_DATASET.items() if k != 'type'}
     return ensure_synthetic_cityscapes(progress=progress, **params)
-
-
-def count_parameters(model: torch.nn.Module, inference_only: bool = True) -> int:
-    """Parameters used at inference (auxiliary heads excluded when ``inference_only``)."""
-    return sum(p.numel() for n, p in model.named_parameters()
-               if not (inference_only and n.startswith('auxiliary_head')))
 
 
 def train_demo_model(entry: ModelEntry, work_dir: Optional[Path] = None, max_iters: Optional[int] = None,
                      seed: int = 0, progress: bool = True) -> Dict[str, object]:
     """Train one demo entry and write its weights to ``entry.weights``.
 
+    Args:
+        entry: A demo entry of the zoo (its config names dataset, pipeline and schedule).
+        work_dir: Where mmengine keeps logs and checkpoints (default: a temporary directory).
+        max_iters: Shorten the schedule to this many iterations, keeping its shape.
+        seed: mmengine's random seed.
+        progress: Show a progress bar while the dataset is generated.
+
     Returns:
         Dict with ``weights``, ``sha256``, ``parameters``, ``miou`` (clean, val split, in [0, 1])
         and ``train_seconds``.
-    """
-    import time
 
+    Raises:
+        CheckpointError: the config starts from another demo model's weights that do not exist.
+    """
     from mmengine.runner import Runner
 
-    from . import models  # noqa: F401  (registers this project's architectures for the Runner)
+    import model_zoo.models  # noqa: F401  (registers this project's architectures for the Runner)
     root = demo_dataset_root(progress)
     cfg = load_config(entry.config)
     cfg.model = sanitize_model_cfg(cfg.model.to_dict())
@@ -67,7 +79,6 @@ def train_demo_model(entry: ModelEntry, work_dir: Optional[Path] = None, max_ite
         # a demo model fine-tuned from another demo model's committed weights (e.g. CRF-RNN from FCN)
         start = REPO_ROOT / cfg.load_from
         if not start.is_file():
-            from benchmark.errors import CheckpointError
             raise CheckpointError(f'{entry.name} starts from {cfg.load_from}, which does not exist; '
                                   'train that demo model first (tools/train_demo_zoo.py)')
         cfg.load_from = str(start)
@@ -103,13 +114,16 @@ def train_demo_model(entry: ModelEntry, work_dir: Optional[Path] = None, max_ite
 
 
 def evaluate_clean_miou(config, weights, batch_size: int = 8) -> float:
-    """Clean mIoU on the synthetic val split through the benchmark's pixel-space path."""
-    import numpy as np
+    """Clean mIoU on the synthetic val split through the benchmark's pixel-space path.
 
-    from benchmark import metrics
-    from benchmark.datasets.builder import build_eval_dataset
+    Args:
+        config: The model's config (path or mmengine ``Config``).
+        weights: Its checkpoint file.
+        batch_size: Images per forward pass.
 
-    from .builder import build_pixel_model
+    Returns:
+        The mIoU over the whole val split, in [0, 1] (mmseg's ``IoUMetric`` definition).
+    """
     dataset = build_eval_dataset(dict(DEMO_DATASET, split='val'))
     model, _ = build_pixel_model(config, str(weights), num_classes=dataset.num_classes)
     conf = np.zeros((dataset.num_classes,) * 2, dtype=np.int64)
@@ -117,14 +131,3 @@ def evaluate_clean_miou(config, weights, batch_size: int = 8) -> float:
         pred = model.predict_labels(images).numpy()
         conf += metrics.batch_confusion_matrices(labels.numpy(), pred, dataset.num_classes).sum(0)
     return metrics.mean_iou(conf)
-
-
-def missing_demo_weights(entries: Iterable[ModelEntry]):
-    """Demo entries whose weight file is absent."""
-    out = []
-    for e in entries:
-        if e.demo and e.weights and '://' not in e.weights:
-            p = Path(e.weights)
-            if not (p if p.is_absolute() else REPO_ROOT / p).is_file():
-                out.append(e)
-    return out
