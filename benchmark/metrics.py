@@ -95,11 +95,55 @@ def per_class_accuracy(conf: np.ndarray) -> np.ndarray:
         return np.where(area > 0, np.diag(conf) / np.maximum(area, 1), np.nan)
 
 
-def iou_ratio(adversarial_miou: float, clean_miou: float) -> float:
-    """Arnab et al.'s IoU ratio: adversarial mIoU / clean mIoU, both over the whole dataset."""
-    if not clean_miou or np.isnan(clean_miou):
+def iou_ratios(adversarial_miou, clean_miou) -> np.ndarray:
+    """Arnab et al.'s IoU ratio, element-wise: adversarial mIoU / clean mIoU.
+
+    `On the Robustness of Semantic Segmentation Models to Adversarial Attacks
+    <https://arxiv.org/abs/1711.09856>`_ (CVPR 2018), Sec. 4: both mIoUs are over the whole dataset.
+    This is the one definition of the ratio: :func:`iou_ratio` (one cell) and the leaderboard (a
+    column of cells) call it.
+
+    Args:
+        adversarial_miou: Adversarial mIoU(s), any array-like (NaN allowed).
+        clean_miou: The clean mIoU(s) of the same model(s), broadcastable against it.
+
+    Returns:
+        float64 array of the ratios; NaN where the clean mIoU is 0 or NaN (no ratio exists).
+    """
+    adversarial = np.asarray(adversarial_miou, dtype=np.float64)
+    clean = np.asarray(clean_miou, dtype=np.float64)
+    defined = (clean != 0) & ~np.isnan(clean)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return np.where(defined, adversarial / np.where(defined, clean, 1.0), np.nan)
+
+
+def iou_ratio(adversarial_miou: float, clean_miou: Optional[float]) -> float:
+    """Arnab et al.'s IoU ratio of one cell (see :func:`iou_ratios`); NaN if the clean mIoU is 0, NaN or None."""
+    if clean_miou is None:
         return float('nan')
-    return float(adversarial_miou / clean_miou)
+    return float(iou_ratios(adversarial_miou, clean_miou))
+
+
+def targeted_success_rate(conf_target: np.ndarray) -> float:
+    """Fraction of target pixels predicted as their target: ``trace / sum`` of the ``vs_target`` matrix.
+
+    Metzen et al. 2017 (https://arxiv.org/abs/1704.05712), Sec. 4: "the categorical accuracy
+    between [the] target segmentation and [the] predicted segmentation of the network on the
+    adversarial example" (pixels whose target is 255 are not counted). The one definition:
+    :func:`summarize`, :mod:`benchmark.targeted_metrics` and the leaderboard call it.
+
+    Raises:
+        ValueError: ``conf_target`` is not a square ``(C, C)`` matrix.
+    """
+    return pixel_accuracy(square_matrix(conf_target))
+
+
+def square_matrix(conf) -> np.ndarray:
+    """``conf`` as an int64 array, checked to be a square ``(C, C)`` confusion matrix."""
+    conf = np.asarray(conf, dtype=np.int64)
+    if conf.ndim != 2 or conf.shape[0] != conf.shape[1]:
+        raise ValueError(f'a confusion matrix must be square (C, C), got shape {conf.shape}')
+    return conf
 
 
 def sum_matrices(matrices: Iterable[np.ndarray]) -> Optional[np.ndarray]:
@@ -123,7 +167,7 @@ def summarize(conf_gt: np.ndarray, conf_clean: Optional[np.ndarray] = None,
     Returns:
         Dict with ``miou``, ``pixel_accuracy``, ``per_class_iou`` (NaN → None), and when given,
         ``agreement_with_clean`` (pixel accuracy vs. the clean prediction) and
-        ``targeted_success_rate`` (pixel accuracy vs. the target).
+        ``targeted_success_rate`` (:func:`targeted_success_rate`, pixel accuracy vs. the target).
     """
     out: Dict[str, object] = {
         'miou': _none_if_nan(mean_iou(conf_gt)),
@@ -133,7 +177,7 @@ def summarize(conf_gt: np.ndarray, conf_clean: Optional[np.ndarray] = None,
     if conf_clean is not None:
         out['agreement_with_clean'] = _none_if_nan(pixel_accuracy(conf_clean))
     if conf_target is not None:
-        out['targeted_success_rate'] = _none_if_nan(pixel_accuracy(conf_target))
+        out['targeted_success_rate'] = _none_if_nan(targeted_success_rate(conf_target))
     return out
 
 

@@ -4,7 +4,7 @@ Like :mod:`benchmark.metrics` (rows: reference labels, columns: adversarial pred
 number is exact under summation over images, shards and ranks. Only numpy is imported.
 
 * ``vs_target`` matrix (reference = the attack's target map):
-  :func:`targeted_success_rate` – Metzen et al. 2017 (https://arxiv.org/abs/1704.05712), Sec. 4:
+  :func:`targeted_success_rate` (defined in :mod:`benchmark.metrics`, re-exported here) – Metzen et al. 2017 (https://arxiv.org/abs/1704.05712), Sec. 4:
   "the categorical accuracy between [the] target segmentation and [the] predicted segmentation of
   the network on the adversarial example".
 * ``vs_clean`` matrix (reference = the clean prediction):
@@ -28,13 +28,8 @@ from typing import Dict, Optional
 import numpy as np
 
 from .metrics import _none_if_nan, pixel_accuracy
-
-
-def _square(conf) -> np.ndarray:
-    conf = np.asarray(conf, dtype=np.int64)
-    if conf.ndim != 2 or conf.shape[0] != conf.shape[1]:
-        raise ValueError(f'a confusion matrix must be square (C, C), got shape {conf.shape}')
-    return conf
+from .metrics import square_matrix as _square
+from .metrics import targeted_success_rate  # noqa: F401 (defined once, in benchmark.metrics)
 
 
 def _class_index(conf: np.ndarray, hidden_class: int) -> int:
@@ -42,11 +37,6 @@ def _class_index(conf: np.ndarray, hidden_class: int) -> int:
             or not 0 <= hidden_class < conf.shape[0]:
         raise ValueError(f'hidden_class must be a class id in [0, {conf.shape[0]}), got {hidden_class!r}')
     return int(hidden_class)
-
-
-def targeted_success_rate(conf_target) -> float:
-    """Fraction of target pixels predicted as their target: ``trace / sum`` of ``vs_target``."""
-    return pixel_accuracy(_square(conf_target))
 
 
 def class_pixels_hidden(conf_clean, hidden_class: int) -> float:

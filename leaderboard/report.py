@@ -216,7 +216,7 @@ def load_results(results_dir: Union[str, Path]) -> pd.DataFrame:
             'pixel_accuracy': metrics.pixel_accuracy(gt),
             'agreement_with_clean': (metrics.pixel_accuracy(np.asarray(conf['vs_clean']))
                                      if conf['vs_clean'] is not None else np.nan),
-            'targeted_success_rate': (metrics.pixel_accuracy(np.asarray(conf['vs_target']))
+            'targeted_success_rate': (metrics.targeted_success_rate(conf['vs_target'])
                                       if conf['vs_target'] is not None else np.nan),
             'has_target_map': 'target' in key.params,
             'spec': json.dumps(rec['provenance'].get('attack_spec') or {}, sort_keys=True),
@@ -238,7 +238,7 @@ def load_results(results_dir: Union[str, Path]) -> pd.DataFrame:
     clean = df[df.attack == CLEAN].set_index('cell_id')['miou']
     clean = clean[~clean.index.duplicated()]
     df['clean_miou'] = df['_clean_id'].map(clean)
-    df['iou_ratio'] = df['miou'] / df['clean_miou']
+    df['iou_ratio'] = metrics.iou_ratios(df['miou'], df['clean_miou'])
     for col in ('fooling_rate', 'class_pixels_hidden', 'background_preserved', 'queries'):
         df[col] = pd.to_numeric(df[col], errors='coerce')
     out = df.drop(columns=['_clean_id']).sort_values(['suite', 'model', 'attack', 'epsilon'],

@@ -214,7 +214,7 @@ def check_submission(args) -> Checked:
     from benchmark.datasets.builder import build_eval_dataset
     from benchmark.errors import CheckpointError, ConfigError
     from model_zoo.builder import build_segmentor, load_weights, resolve_checkpoint
-    from model_zoo.demo import count_parameters
+    from model_zoo.zoo import count_parameters
     from model_zoo.pixel_model import PixelSpaceModel
 
     from _cli import check_output_dir
@@ -298,6 +298,7 @@ def summarize(records: List[dict], suite_name: str, dataset_key: str) -> Dict[st
     Computed here from the records this run validated, rather than through
     ``leaderboard.report``, which loads and verifies a whole results tree.
     """
+    from benchmark import metrics
     from benchmark.cells import CLEAN, canonical_json
     cells = [r for r in records if r['key']['dataset'] == dataset_key]
     clean = next((r['metrics']['miou'] for r in cells if r['key']['attack'] == CLEAN), None)
@@ -313,7 +314,7 @@ def summarize(records: List[dict], suite_name: str, dataset_key: str) -> Dict[st
         # one attack configuration = one suite entry (its cells differ only in ε and in what ε
         # implies, e.g. Iterative FGSM's step count), as the leaderboard's variants
         spec = (r.get('provenance') or {}).get('attack_spec') or {'type': key['attack']}
-        ratios.setdefault(canonical_json(spec), []).append(miou / clean)
+        ratios.setdefault(canonical_json(spec), []).append(metrics.iou_ratio(miou, clean))
     if ratios:
         score = sum(sum(v) / len(v) for v in ratios.values()) / len(ratios)
         if math.isfinite(score):

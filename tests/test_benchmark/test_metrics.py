@@ -33,6 +33,29 @@ def test_absent_classes_are_nan_and_excluded():
 def test_iou_ratio():
     assert metrics.iou_ratio(0.3, 0.6) == pytest.approx(0.5)
     assert np.isnan(metrics.iou_ratio(0.3, 0.0))
+    assert np.isnan(metrics.iou_ratio(0.3, float('nan'))) and np.isnan(metrics.iou_ratio(0.3, None))
+
+
+def test_iou_ratios_vectorised_equal_the_scalar_bit_for_bit():
+    """The leaderboard's column of ratios and a cell's ratio come from one definition: equal bits,
+    and equal to the plain division wherever the clean mIoU is a usable number."""
+    rng = np.random.default_rng(0)
+    adv, clean = rng.random(200), rng.random(200)
+    clean[:5] = [0.0, np.nan, 0.0, np.nan, 1e-300]
+    adv[5] = np.nan
+    column = metrics.iou_ratios(adv, clean)
+    scalar = np.array([metrics.iou_ratio(a, c) for a, c in zip(adv, clean)])
+    np.testing.assert_array_equal(column, scalar)                  # NaN == NaN in assert_array_equal
+    assert np.isnan(column[:4]).all() and np.isnan(column[5])
+    np.testing.assert_array_equal(column[6:], adv[6:] / clean[6:])
+
+
+def test_targeted_success_rate_is_pixel_accuracy_of_the_target_matrix():
+    conf = np.array([[5, 1, 0], [2, 7, 1], [0, 0, 4]])
+    assert metrics.targeted_success_rate(conf) == 16 / 20 == metrics.pixel_accuracy(conf)
+    assert np.isnan(metrics.targeted_success_rate(np.zeros((3, 3))))
+    with pytest.raises(ValueError, match='square'):
+        metrics.targeted_success_rate(np.ones((2, 3)))
 
 
 def test_per_image_sum_equals_dataset_matrix():

@@ -78,3 +78,12 @@ def test_per_image_hiding_on_hand_made_matrices():
     assert preserved.tolist() == pytest.approx([14 / 16, 9 / 10])
     with pytest.raises(ValueError, match=r'\(N, C, C\)'):
         per_image_hiding(a, hidden_class=1)
+
+
+def test_one_definition_of_the_targeted_success_rate():
+    """benchmark.metrics defines it; targeted_metrics and the record's metrics use that function."""
+    from benchmark import metrics, targeted_metrics
+    assert targeted_metrics.targeted_success_rate is metrics.targeted_success_rate
+    conf = np.array([[3, 1], [0, 4]])
+    assert metrics.summarize(conf, conf, conf)['targeted_success_rate'] == \
+        summarize_targeted(conf_target=conf)['targeted_success_rate'] == metrics.targeted_success_rate(conf)

@@ -243,6 +243,16 @@ def test_leaderboard_files_are_readable_by_others(results, tmp_path):
     assert all(f.stat().st_mode & 0o777 == 0o644 for f in files)
 
 
+def test_report_ratios_and_success_rates_are_the_metrics_functions(results):
+    """The report computes no metric of its own: its IoU ratio and targeted success rate are
+    bit-identical to benchmark.metrics' definitions applied to the records."""
+    from benchmark import metrics
+    df = load_results(results)
+    np.testing.assert_array_equal(df.iou_ratio.to_numpy(),
+                                  [metrics.iou_ratio(m, c) for m, c in zip(df.miou, df.clean_miou)])
+    assert (df[df.attack == 'clean'].iou_ratio == 1.0).all()
+
+
 def test_report_does_not_import_torch_or_model_code():
     import subprocess
     import sys
