@@ -54,6 +54,8 @@ Call graph of :class:`CRFRNN`::
     _forward / encode_decode: extract_feat -> decode_head.forward -> resize to input size
                               -> un-normalise input to RGB -> MeanFieldCRF -> CRF logits
     loss: the same CRF logits -> decode_head.loss_by_feat (+ auxiliary heads on the features)
+    unary_logits: extract_feat -> decode_head.forward -> resize to input size (the CRF's input;
+                  ``model_parts['unaries']``, run as a model by ``model_zoo.wrappers.unaries_of``)
 """
 from __future__ import annotations
 
@@ -363,6 +365,11 @@ class CRFRNN(EncoderDecoder):
         **kwargs: :class:`mmseg.models.EncoderDecoder` arguments (backbone, decode_head, ...).
     """
 
+    #: Parts of this model that run on their own as a segmentor: part name -> the method giving
+    #: that part's logits at the input size (``model_zoo.wrappers.part_of`` reads this, so which
+    #: part is the unaries is stated by the module, never guessed from a model name).
+    model_parts = {'unaries': 'unary_logits'}
+
     def __init__(self, crf: Optional[dict] = None, **kwargs):
         super().__init__(**kwargs)
         if self.out_channels != self.num_classes or self.num_classes < 2:
@@ -387,13 +394,24 @@ class CRFRNN(EncoderDecoder):
             x = x.flip(1)  # mmseg loads BGR; without a conversion the network sees BGR
         return x
 
-    def _crf_logits(self, feats: List[Tensor], inputs: Tensor) -> Tensor:
+    def _unary_logits(self, feats: List[Tensor], inputs: Tensor) -> Tensor:
         unary = self.decode_head.forward(feats)
         if isinstance(unary, (list, tuple)):
             unary = unary[0]
-        unary = resize(unary, size=inputs.shape[2:], mode='bilinear',
-                       align_corners=self.align_corners)
-        return self.crf(unary, self.image_rgb(inputs))
+        return resize(unary, size=inputs.shape[2:], mode='bilinear',
+                      align_corners=self.align_corners)
+
+    def _crf_logits(self, feats: List[Tensor], inputs: Tensor) -> Tensor:
+        return self.crf(self._unary_logits(feats, inputs), self.image_rgb(inputs))
+
+    def unary_logits(self, inputs: Tensor) -> Tensor:
+        """The unaries: the decode head's logits at the input size, exactly what the CRF receives.
+
+        The network without its mean-field layer (Arnab et al. 2018, Sec. 7.2 and Fig. 4b: FGSM
+        from the "unary" potentials, i.e. FCN8s, transfers to CRF-RNN better than its own
+        white-box attack). Same input as ``mode='tensor'``: the data preprocessor's output.
+        """
+        return self._unary_logits(self.extract_feat(inputs), inputs)
 
     def _forward(self, inputs: Tensor, data_samples=None) -> Tensor:
         """CRF logits ``(N, C, H, W)`` at the input size (``mode='tensor'``)."""
