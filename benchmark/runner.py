@@ -196,7 +196,7 @@ class Runner:
         file and the reason, since silently recomputing would hide tampering or a broken disk.
         """
         stored, pending = [], []
-        for role, key, plan in self.suite.cell_plans(entry.name):
+        for role, key, plan, _ in self.suite.cell_plans(entry.name):
             if self.force or not self.store.exists(key):
                 pending.append((role, key, plan))
                 continue

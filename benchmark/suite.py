@@ -14,6 +14,21 @@ A suite file (``benchmark/suites/*.py``) holds::
     # only for attacks fitted on a training split (universal / generative perturbations):
     fit_dataset = dict(type='synthetic_cityscapes', split='train', num_images=64)
 
+Transfer (Xiang et al. 2022 Table 2; Arnab et al. 2018 Table 1 and Fig. 4b; Metzen et al. 2017;
+Poursaeed et al. 2018 Table 4): a suite may list ``sources`` and ``targets``::
+
+    sources = ['fcn8s_vgg16-w8_synthcity',                      # a model: attacked on itself
+               dict(model='deeplabv2-aspp-msc_r18-w16_synthcity', scale=0.5),   # at 50 % scale
+               dict(model='crfrnn_r18-w16_synthcity', part='unaries'),         # without its CRF
+               dict(ensemble=['a', 'b'], weights=[1, 1])]       # one attack on the summed losses
+    targets = ['fcn8s_vgg16-w8_synthcity', dict(model='deeplab...', scale=0.5)]
+
+(the forms of :func:`model_zoo.wrappers.check_source_spec`; a target may take the same forms).
+A suite that lists either evaluates every source on every target (the other defaults to every
+model); a suite that lists neither evaluates each model on itself only (white-box). A cell whose
+source is its target is white-box (``source_model`` None in its key); any other is a transfer cell
+keyed by the target (``model`` = target id, ``scale`` = its scale) and the source's id.
+
 An attack entry may also carry ``target=dict(...)`` and ``mask=...`` (target maps and masks of
 targeted attacks, built per image by the runner: :mod:`benchmark.target_specs`) and its own
 ``epsilons=[...]`` (instead of the suite's grid, e.g. for an ablation run at one ε only).
@@ -35,7 +50,7 @@ from .errors import ConfigError
 from .target_specs import check_mask_spec, check_target_spec
 
 ARNAB_EPSILONS = (0.25, 0.5, 1, 2, 4, 8, 16, 32)
-_KNOWN_FIELDS = {'suite_name', 'dataset', 'models', 'attacks', 'epsilons', 'label_source',
+_KNOWN_FIELDS = {'suite_name', 'dataset', 'models', 'sources', 'targets', 'attacks', 'epsilons', 'label_source',
                  'batch_size', 'jobs', 'seed', 'description', 'fit_dataset'}
 #: attack-entry fields the runner handles itself (not passed to the attack's constructor)
 RUNNER_FIELDS = ('target', 'mask', 'epsilons')
@@ -73,6 +88,35 @@ def _split_spec(spec: Dict[str, Any]):
     return kwargs, spec.get('target'), spec.get('mask')
 
 
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """A source (attacked to generate adversarial images) or a target (evaluated on them).
+
+    ``spec`` is the normal form of :func:`model_zoo.wrappers.check_source_spec`: a model, a model
+    at a scale, a model's part (CRF-RNN's unaries) or a weighted ensemble; ``id`` its file-name-safe
+    id (the model's own name for a plain model). A target's id is the ``model`` of its cells' keys
+    (so its records live under ``results/<suite>/<target id>/``) and its scale their ``scale``.
+    """
+
+    id: str
+    spec: Dict[str, Any]
+
+    @property
+    def model_names(self) -> List[str]:
+        """The suite models this endpoint is built from."""
+        members = self.spec['ensemble'] if 'ensemble' in self.spec else [self.spec]
+        return [m['model'] for m in members]
+
+    @property
+    def scale(self) -> float:
+        return float(self.spec.get('scale', 1.0))
+
+    @property
+    def is_plain(self) -> bool:
+        """A suite model as it is (not a scale, a part or an ensemble)."""
+        return self.spec == {'model': self.id}
+
+
 @dataclasses.dataclass
 class Suite:
     """A validated suite."""
@@ -89,6 +133,13 @@ class Suite:
     description: str = ''
     source: Optional[str] = None
     fit_dataset: Optional[Dict[str, Any]] = None
+    #: attacked to generate adversarial images (default: every model)
+    sources: List[Endpoint] = dataclasses.field(default_factory=list)
+    #: evaluated on them (default: every model)
+    targets: List[Endpoint] = dataclasses.field(default_factory=list)
+    #: the suite lists ``sources`` or ``targets``: every source is evaluated on every target;
+    #: otherwise each model only on itself (white-box)
+    transfer: bool = False
 
     @property
     def dataset_key(self) -> str:
@@ -113,30 +164,58 @@ class Suite:
                 out.append(AttackPlan(spec, float(eps), build_attack(kwargs, eps), target, mask))
         return out
 
-    def cell_plans(self, model_name: str) -> List[tuple]:
-        """``[(role, CellKey, AttackPlan or None)]`` of one model.
+    def pairs(self) -> List[tuple]:
+        """``[(source, target)]`` evaluated by the suite: every source on every target for a
+        transfer suite, each model on itself otherwise."""
+        if not self.transfer:
+            return [(s, s) for s in self.sources]
+        return [(s, t) for t in self.targets for s in self.sources]
 
-        The evaluation dataset's clean cell comes first, then every attack × ε on it. Attacks fitted
-        on a training split are also evaluated on that split (role ``'fit'``, with its own clean
-        cell), so results on the fitting images and on held-out images are reported separately.
+    def endpoint(self, ident: str) -> Endpoint:
+        for e in self.sources + self.targets:
+            if e.id == ident:
+                return e
+        raise KeyError(ident)
+
+    def target_ids(self) -> List[str]:
+        return [t.id for t in (self.targets if self.transfer else self.sources)]
+
+    def cell_plans(self, target_id: str, plans: Optional[List[AttackPlan]] = None) -> List[tuple]:
+        """``[(role, CellKey, AttackPlan or None, source Endpoint or None)]`` of one target.
+
+        The target's clean cell comes first, then every source × attack × ε on the evaluation
+        dataset. A cell whose source is the target itself is white-box (``source_model`` None);
+        any other is a transfer cell (``source_model`` = the source's id). Attacks fitted on a
+        training split are also evaluated on that split (role ``'fit'``, with its own clean cell),
+        white-box only, so results on the fitting images and on held-out images are reported
+        separately. ``plans``: the suite's attack plans (:meth:`attack_instances`), built once by
+        the caller so that every target shares the same attack objects.
         """
-        def key(dataset, plan):
+        target = next((t for t in (self.targets if self.transfer else self.sources) if t.id == target_id),
+                      None)
+        if target is None:
+            raise KeyError(f'{target_id!r} is not a target of suite {self.name}')
+        plans = self.attack_instances() if plans is None else plans
+
+        def key(dataset, plan, source):
+            common = dict(suite=self.name, dataset=dataset, model=target.id, scale=target.scale,
+                          label_source=self.label_source)
             if plan is None:
-                return CellKey(self.name, dataset, model_name, CLEAN, {}, 0.0, label_source=self.label_source)
-            return CellKey(self.name, dataset, model_name, plan.attack.name, plan.cell_params(),
-                           plan.epsilon, label_source=self.label_source)
-        plans = self.attack_instances()
-        out = [(EVAL, key(self.dataset_key, None), None)]
-        out += [(EVAL, key(self.dataset_key, p), p) for p in plans]
+                return CellKey(attack=CLEAN, params={}, epsilon=0.0, **common)
+            return CellKey(attack=plan.attack.name, params=plan.cell_params(), epsilon=plan.epsilon,
+                           source_model=None if source.id == target.id else source.id, **common)
+        sources = [s for s, t in self.pairs() if t.id == target.id]
+        out = [(EVAL, key(self.dataset_key, None, None), None, None)]
+        out += [(EVAL, key(self.dataset_key, p, s), p, s) for s in sources for p in plans]
         fitted = [p for p in plans if p.requires_fit]
-        if fitted:
-            out.append((FIT, key(self.fit_dataset_key, None), None))
-            out += [(FIT, key(self.fit_dataset_key, p), p) for p in fitted]
+        if fitted and target in sources:
+            out.append((FIT, key(self.fit_dataset_key, None, None), None, None))
+            out += [(FIT, key(self.fit_dataset_key, p, target), p, target) for p in fitted]
         return out
 
-    def cells(self, model_name: str) -> List[CellKey]:
-        """Keys of one model's cells (see :meth:`cell_plans`)."""
-        return [k for _, k, _ in self.cell_plans(model_name)]
+    def cells(self, target_id: str) -> List[CellKey]:
+        """Keys of one target's cells (see :meth:`cell_plans`)."""
+        return [k for _, k, _, _ in self.cell_plans(target_id)]
 
 
 def dataset_key(spec: Dict[str, Any]) -> str:
@@ -356,19 +435,43 @@ def load_suite(source: Union[str, Path, dict], overrides: Optional[Dict[str, Any
     seed = raw.get('seed', 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f'{where}: seed must be an integer, got {seed!r}')
+    transfer = raw.get('sources') is not None or raw.get('targets') is not None
+    sources = _endpoints(raw.get('sources'), 'sources', models, where)
+    targets = _endpoints(raw.get('targets'), 'targets', models, where)
+    for t in targets:
+        if t.id in {s.id for s in sources} and t.spec != next(s.spec for s in sources if s.id == t.id):
+            raise ConfigError(f'{where}: source and target {t.id} have the same id but differ')
     suite = Suite(name=name, dataset=dataset, models=models, attacks=attacks, epsilons=epsilons,
                   label_source=label_source, batch_size=batch_size, jobs=jobs, seed=seed,
                   description=str(raw.get('description', '')),
-                  source=None if isinstance(source, dict) else str(source), fit_dataset=fit_dataset)
+                  source=None if isinstance(source, dict) else str(source), fit_dataset=fit_dataset,
+                  sources=sources, targets=targets, transfer=transfer)
     _check_unique_cells(suite, where)
     return suite
+
+
+def _endpoints(raw, field: str, models: List[Any], where: str) -> List[Endpoint]:
+    """A suite's ``sources`` or ``targets`` (default: every model), validated without building."""
+    from model_zoo.wrappers import check_sources
+    names = [m.name for m in models]
+    if raw is None:
+        return [Endpoint(n, {'model': n}) for n in names]
+    if isinstance(raw, (str, dict)):
+        raw = [raw]
+    if not isinstance(raw, Sequence) or not raw:
+        raise ConfigError(f"{where}: {field} must be a non-empty list of model names or dicts such as "
+                          f"dict(model=NAME, scale=0.5), got {raw!r}")
+    try:
+        return [Endpoint(ident, spec) for spec, ident in check_sources(raw, names)]
+    except ValueError as e:
+        raise ConfigError(f'{where}: {field}: {e}') from None
 
 
 def _check_unique_cells(suite: Suite, where: str) -> None:
     """Two entries that describe the same cell (the same attack twice, with the same options)
     would compute it twice and count its images twice: refuse them."""
     seen: Dict[str, AttackPlan] = {}
-    for _, key, plan in suite.cell_plans(suite.models[0].name):
+    for _, key, plan, _ in suite.cell_plans(suite.target_ids()[0]):
         if plan is None:
             continue
         if key.cell_id in seen:

@@ -30,7 +30,7 @@ def test_every_demo_cell_is_committed_and_matches_the_weights(model):
     store = ResultStore(REPO_ROOT / 'results')
     cells = SUITE.cell_plans(model)
     assert len(cells) == 1 + len(SUITE.attacks) * len(SUITE.epsilons)
-    for _, key, _ in cells:
+    for _, key, _, _ in cells:
         assert store.exists(key), f'{store.record_path(key)} is not committed; rerun the demo suite'
         record = store.read(key)
         assert record['provenance']['checkpoint_sha256'] == ZOO[model].sha256, \

@@ -137,7 +137,7 @@ def test_ground_truth_labels_change_cell_identity(synthetic_root, tiny_config, t
     a = make_suite(synthetic_root, tiny_config, tiny_checkpoint, attacks=['fgsm'], epsilons=[1])
     b = make_suite(synthetic_root, tiny_config, tiny_checkpoint, attacks=['fgsm'], epsilons=[1],
                    label_source='ground_truth')
-    assert {k.cell_id for k in a.cells('m')}.isdisjoint({k.cell_id for k in b.cells('m')})
+    assert {k.cell_id for k in a.cells('tiny_fcn')}.isdisjoint({k.cell_id for k in b.cells('tiny_fcn')})
 
 
 def test_shared_trajectories_give_identical_records_with_fewer_gradient_passes(

@@ -71,4 +71,41 @@ def test_attack_needing_a_target_map_is_refused():
 
 def test_new_attacks_expand_into_cells():
     suite = load_suite(base(attacks=['pgd', 'mifgsm', 'segpgd', 'cospgd'], epsilons=[8]))
-    assert [k.attack for k in suite.cells('m')] == ['clean', 'pgd', 'mifgsm', 'segpgd', 'cospgd']
+    assert [k.attack for k in suite.cells('fcn_r18-w16_synthcity')] == ['clean', 'pgd', 'mifgsm', 'segpgd', 'cospgd']
+
+
+def test_sources_and_targets_expand_into_white_box_and_transfer_cells():
+    a, b = 'fcn_r18-w16_synthcity', 'pspnet_r18-w16_synthcity'
+    suite = load_suite(base(models=[a, b], sources=[a, dict(model=b, scale=0.5)], targets=[a, b],
+                            attacks=['fgsm'], epsilons=[8]))
+    assert suite.transfer and suite.target_ids() == [a, b]
+    on_a = {(k.attack, k.source_model, k.model, k.scale) for k in suite.cells(a)}
+    assert on_a == {('clean', None, a, 1.0), ('fgsm', None, a, 1.0), ('fgsm', b + '.s0.5', a, 1.0)}
+    on_b = {(k.attack, k.source_model) for k in suite.cells(b)}
+    assert on_b == {('clean', None), ('fgsm', a), ('fgsm', b + '.s0.5')}   # b at 50 % is not b
+    # the white-box cell of a transfer suite is the same cell as in a white-box suite
+    plain = load_suite(base(models=[a, b], attacks=['fgsm'], epsilons=[8]))
+    assert not plain.transfer
+    assert [k.cell_id for k in plain.cells(a)] == [k.cell_id for k in suite.cells(a)
+                                                  if k.source_model is None]
+    assert {k.source_model for k in plain.cells(b)} == {None}
+
+
+def test_a_scaled_target_is_its_own_row():
+    a = 'fcn_r18-w16_synthcity'
+    suite = load_suite(base(models=[a], sources=[dict(model=a, scale=0.5)],
+                            targets=[dict(model=a, scale=0.5), a], attacks=['fgsm'], epsilons=[8]))
+    scaled = suite.cells(a + '.s0.5')
+    assert {(k.model, k.scale, k.source_model) for k in scaled} == {(a + '.s0.5', 0.5, None)}
+    assert {k.source_model for k in suite.cells(a)} == {None, a + '.s0.5'}
+
+
+@pytest.mark.parametrize('fields,message', [
+    (dict(sources=['nope']), "model 'nope' is not one of the suite's models"),
+    (dict(sources=[dict(model='fcn_r18-w16_synthcity', scale=0)]), 'scale'),
+    (dict(targets=[]), 'targets must be a non-empty list'),
+    (dict(sources=['fcn_r18-w16_synthcity', dict(model='fcn_r18-w16_synthcity')]), 'same source'),
+])
+def test_bad_sources_and_targets(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        load_suite(base(**fields))
