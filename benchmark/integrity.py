@@ -36,8 +36,9 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from common.errors import ResultsError
+
 from .cells import CellKey
-from .errors import ResultsError
 from .store import (NON_RECORD_DIRS, Problem, find_temporary, hidden_class_of, inspect_record,
                     record_files)
 

@@ -34,9 +34,10 @@ import pandas as pd
 
 from benchmark import metrics
 from benchmark.cells import CLEAN
-from benchmark.errors import ResultsError
 from benchmark.integrity import consistency_problems, inspect_paths
-from benchmark.store import Problem, atomic_write_bytes, hidden_class_of
+from benchmark.store import Problem, hidden_class_of
+from common.atomic import atomic_write_bytes
+from common.errors import ResultsError
 from benchmark.targeted_metrics import per_image_hiding
 
 logger = logging.getLogger(__name__)

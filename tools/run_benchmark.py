@@ -40,7 +40,7 @@ def main(argv=None):
     setup_logging(args.verbose)
     import logging
 
-    from benchmark.errors import ConfigError
+    from common.errors import ConfigError
     for option, value in (('--threads', args.threads), ('--num-images', args.num_images),
                           ('--batch-size', args.batch_size), ('--jobs', args.jobs)):
         if value is not None and value < 1:
@@ -57,7 +57,7 @@ def main(argv=None):
     suite = load_suite(args.suite, overrides)
     if args.num_images is not None:
         suite.dataset['num_images'] = args.num_images
-    from benchmark.errors import CheckpointError
+    from common.errors import CheckpointError
     from model_zoo.zoo import missing_demo_weights
     missing = missing_demo_weights(suite.models)
     if missing:

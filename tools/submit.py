@@ -117,7 +117,7 @@ def read_entry(path: Path) -> Dict[str, Any]:
     """A submission entry (a YAML mapping), or a ConfigError naming the file."""
     import yaml
 
-    from benchmark.errors import ConfigError
+    from common.errors import ConfigError
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as e:
@@ -160,8 +160,8 @@ def load_submission_suite(args, model: Dict[str, Any]):
 def check_name_free(name: str, submissions_dir: Path) -> Optional[Dict[str, Any]]:
     """The name is valid and not a zoo model; returns the existing submission entry of that name
     (the caller refuses it unless it records the same checkpoint), or None."""
-    from benchmark.cells import check_name
-    from benchmark.errors import ConfigError
+    from common.errors import ConfigError
+    from common.names import check_name
     try:
         check_name(name, 'model')
     except ValueError as e:
@@ -212,7 +212,7 @@ def check_submission(args) -> Checked:
     import torch
 
     from benchmark.datasets.builder import build_eval_dataset
-    from benchmark.errors import CheckpointError, ConfigError
+    from common.errors import CheckpointError, ConfigError
     from model_zoo.builder import build_segmentor, load_weights, resolve_checkpoint
     from model_zoo.zoo import count_parameters
     from model_zoo.pixel_model import PixelSpaceModel
@@ -274,7 +274,7 @@ def check_submission(args) -> Checked:
 def _check_stored_records(model_dir: Path, sha256: str) -> None:
     """Records already stored under the model's directory must be of this checkpoint (they are
     kept and resumed from); records of another checkpoint would mix two models under one name."""
-    from benchmark.errors import ResultsError
+    from common.errors import ResultsError
     if not model_dir.is_dir():
         return
     for path in sorted(model_dir.glob('*.json')):
@@ -383,7 +383,7 @@ def write_entry(path: Path, entry: Dict[str, Any], suite_name: str, records: str
     import yaml
 
     from benchmark.provenance import now_iso
-    from benchmark.store import atomic_write_bytes
+    from common.atomic import atomic_write_bytes
     header = (f'# Submission entry written by tools/submit.py on {now_iso()} from suite {suite_name}\n'
               f'# ({num_records} records under {records}). Format: '
               'model_zoo/submissions/README.md\n')
@@ -394,8 +394,8 @@ def write_entry(path: Path, entry: Dict[str, Any], suite_name: str, records: str
 def validate_records(model_dir: Path) -> None:
     """Step 3: every record (and per-image file) under the model's directory passes the
     integrity checks of ``tools/validate_results.py``."""
-    from benchmark.errors import ResultsError
     from benchmark.integrity import check_paths
+    from common.errors import ResultsError
     problems = check_paths([model_dir])
     if problems:
         listed = '; '.join(str(p) for p in problems[:8])
@@ -451,7 +451,7 @@ def main(argv=None) -> None:
         from model_zoo.builder import cache_dir
         args.results_dir = str(cache_dir() / 'submit_quick' if args.quick else REPO_ROOT / 'results')
     setup_logging(args.verbose)
-    from benchmark.errors import ConfigError
+    from common.errors import ConfigError
     checked = check_submission(args)
     suite = checked.suite
     logger.info('%s: checks passed (config %s, %d classes, %s parameters, checkpoint sha256 %s)',

@@ -43,6 +43,16 @@ Image ``i`` of split ``s`` (0 = train, 1 = val) is drawn from
 byte-identical for the same arguments (and the same numpy/zlib), independently of how many images
 are generated. :data:`SYNTHETIC_VERSION` must be bumped whenever the output changes; it is part of
 the default cache directory name and of ``manifest.json``.
+
+Files
+-----
+One job each: :mod:`.classes` (class names, train ids, file naming), :mod:`.palette` (colours),
+:mod:`.primitives` (shapes, anti-aliasing, value noise), :mod:`.scene` (camera, z-buffer,
+:func:`generate_scene`) drawing through :mod:`.layout` (where things are), :mod:`.scenery` (sky,
+ground, buildings, fences), :mod:`.objects` (vehicles, people, street furniture, vegetation) and
+:mod:`.photometric` (haze, hood, image jitter); :mod:`.writer` (PNG files, Cityscapes layout,
+manifest, worker processes) and :mod:`.cache` (:func:`ensure_synthetic_cityscapes`). Only the
+writer and the cache touch files.
 """
 from __future__ import annotations
 
