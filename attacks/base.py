@@ -12,33 +12,84 @@ mutable mode state) and called as ``attack(model, images, labels=None, target=No
   default everywhere.
 
 It returns the adversarial images, detached, within the ε-ball of ``images`` and in ``[0, 255]``.
+:meth:`Attack.run` also returns per-image statistics and takes ``mask_mode``: ``'project'``
+(default; the perturbation is zeroed outside the mask at every step) or ``'posthoc'`` (Fischer et
+al. 2017, https://arxiv.org/abs/1703.01101, Sec. 3: the attack runs on the whole image and the
+finished perturbation is kept on the masked pixels only).
+
+:meth:`Attack.run_grid` attacks one batch at several ε and returns one result per ε, each
+bit-identical to what ``attack.with_epsilon(ε).run(...)`` returns alone; attacks whose work can be
+shared across ε (FGSM: one gradient; Iterative FGSM: the first steps of the trajectory) do it once
+and say so in :attr:`AttackResult.shared_gradient_passes`.
 """
 from __future__ import annotations
 
+import contextlib
+import inspect
 import math
 import numbers
-from typing import Callable, ClassVar, Dict, NamedTuple, Optional, Type
+from typing import (Any, Callable, ClassVar, ContextManager, Dict, List, NamedTuple, Optional,
+                    Sequence, Type)
 
 import torch
 import torch.nn.functional as F
+
+from common.errors import ConfigError
 
 IGNORE_INDEX = 255
 PIXEL_MIN = 0.0
 PIXEL_MAX = 255.0
 
+#: how a mask restricts the perturbation: at every step, or once on the finished perturbation
+MASK_MODES = ('project', 'posthoc')
+
 ATTACKS: Dict[str, Type['Attack']] = {}
+
+#: ``meter(i)`` of :meth:`Attack.run_grid`: a context manager entered around the work done for
+#: the i-th ε of the grid (e.g. to count the model's passes and time per ε)
+Meter = Callable[[int], ContextManager]
+
+
+class AttackInputError(ConfigError, ValueError):
+    """A bad argument to an attack call (mask mode, ε grid); a ``ValueError`` too, so code that
+    wraps the attacks' ``ValueError`` keeps working."""
 
 
 class AttackResult(NamedTuple):
-    """What :meth:`Attack.run` returns: the adversarial images and per-image statistics.
+    """What :meth:`Attack.run` returns: the adversarial images, per-image statistics and the cost.
 
     ``info`` maps a statistic's name to an ``(N,)`` tensor, e.g. ``{'queries': ...}`` for a
     score-based attack (model evaluations spent on each image) or ``{'chosen': ...}`` for an
     ensemble (index of the member attack kept for each image). Empty for most attacks.
+
+    ``gradient_passes`` is the number of forward+backward passes per image the result stands for,
+    as if the attack had run alone (``Attack.gradient_passes()`` of the attack at this ε: a
+    record's ``gradient_passes_per_image``). ``shared_gradient_passes`` is how many of them were
+    not spent for this result because :meth:`Attack.run_grid` computed them once for several ε
+    and counted them with another result of the grid (a record's
+    ``shared_gradient_passes_per_image``; 0 for :meth:`Attack.run`).
     """
 
     adv: torch.Tensor
     info: Dict[str, torch.Tensor]
+    gradient_passes: Optional[int] = None
+    shared_gradient_passes: int = 0
+
+    @property
+    def own_gradient_passes(self) -> Optional[int]:
+        """Gradient passes per image actually spent on this result (total minus shared)."""
+        if self.gradient_passes is None:
+            return None
+        return self.gradient_passes - self.shared_gradient_passes
+
+
+class AttackInputs(NamedTuple):
+    """Validated arguments of an attack call (see :meth:`Attack.prepare_inputs`)."""
+
+    images: torch.Tensor              # (N, 3, H, W) float32 in [0, 255], detached
+    labels: torch.Tensor              # (N, H, W) int64 (the clean prediction if none was given)
+    target: Optional[torch.Tensor]    # (N, H, W) int64 or None
+    mask: Optional[torch.Tensor]      # (N, 1, H, W) float or None
 
 
 def register_attack(cls: Type['Attack']) -> Type['Attack']:
@@ -70,6 +121,27 @@ def check_epsilon(epsilon) -> float:
     return epsilon
 
 
+def check_mask_mode(mask_mode) -> str:
+    """Validate ``mask_mode``: ``'project'`` or ``'posthoc'``."""
+    if mask_mode not in MASK_MODES:
+        raise AttackInputError(
+            f"mask_mode must be 'project' (the perturbation is zeroed outside the mask at every "
+            f"step) or 'posthoc' (Fischer et al.: attack the whole image, keep the finished "
+            f"perturbation on the mask only), got {mask_mode!r}")
+    return mask_mode
+
+
+def apply_posthoc_mask(images: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Keep the finished perturbation ``adv − images`` on the masked pixels only (Fischer et al.
+    2017, https://arxiv.org/abs/1703.01101, Sec. 3): ``images + (adv − images) · mask``.
+
+    ``mask`` is ``(N, H, W)`` or ``(N, 1, H, W)``, 1 where the perturbation is kept.
+    """
+    if mask.dim() == 3:
+        mask = mask[:, None]
+    return images + (adv - images) * mask.to(adv.dtype)
+
+
 def pixel_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
                         ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Sum over pixels of the per-pixel cross-entropy; ignored pixels contribute 0.
@@ -97,7 +169,12 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, epsilon: float,
 class Attack:
     """Base class of all attacks.
 
-    Subclasses set ``name`` (registry key), ``targeted`` and implement :meth:`perturb`.
+    Subclasses set ``name`` (registry key), ``targeted`` and implement :meth:`perturb`; an attack
+    that can share work across an ε grid also overrides :meth:`perturb_grid`.
+
+    The constructor's arguments are recorded (by ``__new__``, so subclasses need no code for it):
+    :meth:`with_epsilon` rebuilds the same configuration at another ε from them, which is what
+    :meth:`run_grid` runs at every ε of its grid.
 
     Args:
         epsilon: L∞ radius in 0–255 pixel units.
@@ -115,6 +192,13 @@ class Attack:
     #: a short label for tables and plots (the papers' names)
     display_name: ClassVar[str] = ''
 
+    def __new__(cls, *args, **kwargs):
+        self = super().__new__(cls)
+        # the arguments as given (not params(): e.g. IterativeFGSM's num_steps defaults from ε,
+        # so a rebuild at another ε must not inherit the value computed for this one)
+        self._init_args = (args, dict(kwargs))
+        return self
+
     def __init__(self, epsilon: float):
         self.epsilon = check_epsilon(epsilon)
 
@@ -131,31 +215,197 @@ class Attack:
         args = ', '.join(f'{k}={v!r}' for k, v in {'epsilon': self.epsilon, **self.params()}.items())
         return f'{type(self).__name__}({args})'
 
+    # -- the same configuration at another ε ---------------------------------------------------
+    def _bound_init_args(self) -> inspect.BoundArguments:
+        args, kwargs = getattr(self, '_init_args', ((), {}))
+        try:
+            bound = inspect.signature(type(self).__init__).bind(None, *args, **kwargs)
+        except TypeError as e:   # pragma: no cover - the constructor itself would have refused them
+            raise AttackInputError(f'{type(self).__name__}: cannot recover the constructor '
+                                   f'arguments {args}, {kwargs}: {e}') from None
+        if 'epsilon' not in inspect.signature(type(self).__init__).parameters:
+            raise AttackInputError(f'{type(self).__name__}.__init__ has no epsilon argument, so the '
+                                   'attack cannot be rebuilt at another ε')
+        return bound
+
+    @property
+    def init_kwargs(self) -> Dict[str, Any]:
+        """The keyword arguments the attack was constructed with, ε excluded (as given, defaults
+        not filled in): ``type(a)(epsilon=a.epsilon, **a.init_kwargs)`` rebuilds ``a``."""
+        bound = self._bound_init_args()
+        out: Dict[str, Any] = {}
+        params = inspect.signature(type(self).__init__).parameters
+        for name, value in list(bound.arguments.items())[1:]:      # [0] is self
+            kind = params[name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                out.update(value)
+            elif kind is inspect.Parameter.VAR_POSITIONAL:
+                if value:
+                    raise AttackInputError(f'{type(self).__name__} was given extra positional '
+                                           f'arguments {value}, which have no keyword form')
+            elif name != 'epsilon':
+                out[name] = value
+        return out
+
+    def with_epsilon(self, epsilon: float) -> 'Attack':
+        """The same attack (the constructor arguments it was given) at radius ``epsilon``.
+
+        Arguments that default from ε are recomputed for the new ε (e.g. Iterative FGSM's number
+        of steps), exactly as ``build_attack(entry, epsilon)`` would build it. Fitted state (of
+        universal or generative attacks) is not carried over: it belongs to the old ε.
+        """
+        return type(self)(epsilon=check_epsilon(epsilon), **self.init_kwargs)
+
     # -- running -----------------------------------------------------------------------------
     def __call__(self, model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
                  labels: Optional[torch.Tensor] = None, target: Optional[torch.Tensor] = None,
                  mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.run(model, images, labels=labels, target=target, mask=mask).adv
 
-    def run(self, model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
-            labels: Optional[torch.Tensor] = None, target: Optional[torch.Tensor] = None,
-            mask: Optional[torch.Tensor] = None) -> AttackResult:
-        """Like ``__call__``, but also returns the attack's per-image statistics (``info``)."""
-        images = self._check_images(images)
+    def prepare_inputs(self, model: Optional[Callable[[torch.Tensor], torch.Tensor]],
+                       images: torch.Tensor, labels: Optional[torch.Tensor] = None,
+                       target: Optional[torch.Tensor] = None,
+                       mask: Optional[torch.Tensor] = None) -> AttackInputs:
+        """Validate the arguments of :meth:`run` and fill in the labels.
+
+        Returns float32 images, int64 ``(N, H, W)`` labels (the clean prediction of ``model`` when
+        none are given: one forward pass), int64 target and ``(N, 1, H, W)`` float mask, all on
+        the images' device. Raises ``ValueError`` naming the first bad argument.
+        """
+        images = self.check_images(images)
         if labels is None:
             with torch.no_grad():
                 labels = model(images).argmax(dim=1)
-        labels = self._check_map(labels, images, 'labels')
+        labels = self.check_map(labels, images, 'labels')
         if target is not None:
             if not (self.targeted or self.accepts_target):
                 raise ValueError(f'{self.name} is untargeted and takes no target')
-            target = self._check_map(target, images, 'target')
+            target = self.check_map(target, images, 'target')
         if mask is not None:
-            mask = self._check_mask(mask, images)
+            mask = self.check_mask(mask, images)
+        return AttackInputs(images, labels, target, mask)
+
+    def run(self, model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+            labels: Optional[torch.Tensor] = None, target: Optional[torch.Tensor] = None,
+            mask: Optional[torch.Tensor] = None, mask_mode: str = 'project') -> AttackResult:
+        """Like ``__call__``, but also returns the attack's per-image statistics (``info``) and cost.
+
+        Args:
+            model: Pixel-space model, ``(N, 3, H, W)`` in [0, 255] → ``(N, C, H, W)`` logits.
+            images: ``(N, 3, H, W)`` float RGB images in [0, 255].
+            labels: ``(N, H, W)`` reference labels; default the clean prediction of ``model``.
+            target: ``(N, H, W)`` target map (targeted attacks and those accepting one).
+            mask: ``(N, H, W)`` or ``(N, 1, H, W)``, where the perturbation may be non-zero.
+            mask_mode: ``'project'`` (default): the perturbation is zeroed outside ``mask`` at
+                every step. ``'posthoc'``: the attack runs on the whole image and the finished
+                perturbation is kept on ``mask`` only (Fischer et al. 2017,
+                https://arxiv.org/abs/1703.01101, Sec. 3).
+        """
+        mask_mode = check_mask_mode(mask_mode)
+        inputs = self.prepare_inputs(model, images, labels, target, mask)
+        result = self._attack(model, inputs, mask_mode)
+        return self._finish(result, inputs, mask_mode)
+
+    def run_grid(self, model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                 epsilons: Sequence[float], labels: Optional[torch.Tensor] = None,
+                 target: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None,
+                 mask_mode: str = 'project', meter: Optional[Meter] = None) -> List[AttackResult]:
+        """Attack one batch at every ε of ``epsilons``; one result per ε, in the order given.
+
+        The result for ε is bit-identical to ``self.with_epsilon(ε).run(model, images, labels,
+        target, mask, mask_mode)`` (``self`` itself for its own ε). Every ε starts from the
+        global random state ``run_grid`` was called with, as if the caller had seeded before each
+        separate ``run``; the global random state is left as it was. Work shared across ε is
+        done once and counted with the result of the largest ε (the first one if it repeats);
+        the others report it in :attr:`AttackResult.shared_gradient_passes`. A repeated ε gets
+        the result computed for its first occurrence, wholly shared.
+
+        By default every ε is attacked on its own; :class:`~attacks.fgsm.FGSM` and FGSM II
+        compute their one gradient once, and :class:`~attacks.ifgsm.IterativeFGSM` and its
+        subclasses share the first steps of their trajectories (see their ``perturb_grid``).
+
+        Args:
+            model, images, labels, target, mask, mask_mode: As in :meth:`run` (the labels, if
+                not given, are computed once for the whole grid).
+            epsilons: Non-empty sequence of L∞ radii in 0–255 pixel units.
+            meter: Optional ``meter(i)`` returning a context manager that is entered around the
+                work done for ``epsilons[i]`` alone (e.g. to count the model's passes per ε);
+                shared work, the labels' forward pass included, is done inside ``meter(i)`` of
+                the result it is counted with.
+
+        Returns:
+            ``len(epsilons)`` :class:`AttackResult`, the i-th for ``epsilons[i]``.
+        """
+        mask_mode = check_mask_mode(mask_mode)
+        grid = self._grid(epsilons)
+        meter = meter or (lambda i: contextlib.nullcontext())
+        distinct = sorted(set(grid), key=grid.index)            # first occurrences, in order
+        attacks = [self if eps == self.epsilon else self.with_epsilon(eps) for eps in distinct]
+        lead = max(range(len(distinct)), key=lambda i: (distinct[i], -i))
+        with meter(grid.index(distinct[lead])):
+            inputs = self.prepare_inputs(model, images, labels, target, mask)
+        results = self.perturb_grid(model, inputs, attacks, mask_mode,
+                                    lambda i: meter(grid.index(distinct[i])))
+        results = [self._finish(r, inputs, mask_mode) for r in results]
+        out = []
+        for i, eps in enumerate(grid):
+            r = results[distinct.index(eps)]
+            if grid.index(eps) != i:      # a repeated ε: its first occurrence paid for everything
+                r = r._replace(shared_gradient_passes=r.gradient_passes or 0)
+            out.append(r)
+        return out
+
+    def perturb_grid(self, model, inputs: AttackInputs, attacks: List['Attack'], mask_mode: str,
+                     meter: Meter) -> List[AttackResult]:
+        """The attacks of a grid (``attacks[i]`` at the i-th distinct ε) on validated inputs.
+
+        The default attacks every ε on its own, each from the random state of the call.
+        Overrides share work across ε; they must give every result bit-identical to
+        ``attacks[i]._attack(model, inputs, mask_mode)`` and report the passes they did not spend
+        for it in ``shared_gradient_passes``. ``meter(i)`` wraps the work done for ``attacks[i]``.
+        """
+        devices = [inputs.images.device.index or 0] if inputs.images.is_cuda else []
+        results = []
+        for i, attack in enumerate(attacks):
+            with meter(i), torch.random.fork_rng(devices=devices):
+                results.append(attack._attack(model, inputs, mask_mode))
+        return results
+
+    def _attack(self, model, inputs: AttackInputs, mask_mode: str) -> AttackResult:
+        """Run :meth:`perturb` on validated inputs (the mask only in ``'project'`` mode)."""
         with torch.enable_grad():
-            out = self.perturb(model, images, labels, target, mask)
-        adv, info = (out.adv, dict(out.info)) if isinstance(out, AttackResult) else (out, {})
-        return AttackResult(adv.detach(), info)
+            out = self.perturb(model, inputs.images, inputs.labels, inputs.target,
+                               inputs.mask if mask_mode == 'project' else None)
+        return self._result(out)
+
+    def _result(self, out, shared_gradient_passes: int = 0) -> AttackResult:
+        """An :class:`AttackResult` (adv detached, cost filled in) from what ``perturb`` returned."""
+        if isinstance(out, AttackResult):
+            adv, info, passes = out.adv, dict(out.info), out.gradient_passes
+        else:
+            adv, info, passes = out, {}, None
+        if passes is None:
+            try:
+                passes = self.gradient_passes()
+            except NotImplementedError:
+                passes = None
+        return AttackResult(adv.detach(), info, passes, shared_gradient_passes)
+
+    @staticmethod
+    def _finish(result: AttackResult, inputs: AttackInputs, mask_mode: str) -> AttackResult:
+        if mask_mode == 'posthoc' and inputs.mask is not None:
+            result = result._replace(adv=apply_posthoc_mask(inputs.images, result.adv, inputs.mask))
+        return result
+
+    def _grid(self, epsilons: Sequence[float]) -> List[float]:
+        """``epsilons`` validated as a non-empty sequence of radii (floats, order kept)."""
+        if isinstance(epsilons, (str, bytes)) or not isinstance(epsilons, Sequence) or not epsilons:
+            raise AttackInputError(f'{self.name}: epsilons must be a non-empty list of L∞ radii in '
+                                   f'0-255 pixel units, e.g. [0.25, 0.5, 1, 2, 4, 8], got {epsilons!r}')
+        try:
+            return [check_epsilon(eps) for eps in epsilons]
+        except ValueError as e:
+            raise AttackInputError(f'{self.name}: epsilons {list(epsilons)!r}: {e}') from None
 
     def perturb(self, model, images, labels, target, mask):  # pragma: no cover
         """The algorithm, with validated arguments (labels always given).
@@ -194,8 +444,10 @@ class Attack:
         grad, = torch.autograd.grad(pixel_cross_entropy(logits, labels), x)
         return grad
 
+    # -- argument checks (public: callers that hold tensors for an attack may validate them) ----
     @staticmethod
-    def _check_images(images: torch.Tensor) -> torch.Tensor:
+    def check_images(images: torch.Tensor) -> torch.Tensor:
+        """``images`` as detached float32 ``(N, 3, H, W)`` in [0, 255]; ``ValueError`` otherwise."""
         if not torch.is_tensor(images) or images.dim() != 4 or images.shape[1] != 3:
             shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
             raise ValueError(f'images must be a float tensor (N, 3, H, W) in [0, 255], got {shape}')
@@ -206,20 +458,28 @@ class Attack:
         return images
 
     @staticmethod
-    def _check_map(labels: torch.Tensor, images: torch.Tensor, what: str) -> torch.Tensor:
+    def check_map(labels: torch.Tensor, images: torch.Tensor, what: str) -> torch.Tensor:
+        """A label or target map as int64 ``(N, H, W)`` on the images' device; ``ValueError``
+        naming ``what`` if its shape does not match ``images``."""
         n, _, h, w = images.shape
         if tuple(labels.shape) != (n, h, w):
             raise ValueError(f'{what} must have shape (N, H, W) = {(n, h, w)}, got {tuple(labels.shape)}')
         return labels.to(images.device).long()
 
     @staticmethod
-    def _check_mask(mask: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    def check_mask(mask: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """A mask ``(N, H, W)`` or ``(N, 1, H, W)`` as float ``(N, 1, H, W)`` on the images' device."""
         n, _, h, w = images.shape
         if mask.dim() == 3:
             mask = mask[:, None]
         if tuple(mask.shape) != (n, 1, h, w):
             raise ValueError(f'mask must have shape (N, H, W) = {(n, h, w)}, got {tuple(mask.shape)}')
         return mask.to(images.device).float()
+
+    # the former private names (kept for callers written before the checks were public)
+    _check_images = check_images
+    _check_map = check_map
+    _check_mask = check_mask
 
 
 def arnab_num_steps(epsilon: float) -> int:

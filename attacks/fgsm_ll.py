@@ -3,14 +3,17 @@
 Arnab et al. 2018 (https://arxiv.org/abs/1711.09856), eq. 4:
 ``x_adv = clip_[0,255](x − ε · sign(∇_x L(f(x), y_ll)))`` where ``y_ll`` is, at every pixel, the class
 the network finds least likely on the clean image.
+
+Like FGSM, the gradient does not depend on ε: ``run_grid`` computes it once for a whole grid.
 """
 from __future__ import annotations
 
-from .base import Attack, least_likely, project, register_attack
+from .base import least_likely, register_attack
+from .fgsm import FGSM
 
 
 @register_attack
-class FGSMLeastLikely(Attack):
+class FGSMLeastLikely(FGSM):
     """Single-step targeted L∞ attack towards the per-pixel least-likely class.
 
     Args:
@@ -25,16 +28,16 @@ class FGSMLeastLikely(Attack):
     targeted = True
     display_name = 'FGSM II'
 
-    def gradient_passes(self) -> int:
-        return 1
-
     def reference_target(self, clean, labels=None):
         return self._mask_ignored(clean.least_likely, labels)
 
-    def perturb(self, model, images, labels, target, mask):
+    def direction(self, model, images, labels, target):
+        """``−sign(∇_x L(f(x), y_ll))``: descend towards the least-likely class (or ``target``).
+
+        ``x + ε · (−s)`` equals ``x − ε · s`` bit for bit (IEEE negation is exact).
+        """
         x = images.detach().requires_grad_(True)
         logits = model(x)
         if target is None:
             target = least_likely(logits.detach(), labels)
-        grad = self.input_gradient(logits, x, target)
-        return project(images - self.epsilon * grad.sign(), images, self.epsilon, mask)
+        return -self.input_gradient(logits, x, target).sign()

@@ -23,11 +23,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, NamedTuple, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Union
 
 import torch
 
-from .base import Attack
+from .base import Attack, AttackInputError, AttackResult
 
 ARTIFACT_FORMAT = 'segbench-attack-artifact-v1'
 
@@ -80,13 +80,32 @@ class FittedAttack(Attack):
             raise RuntimeError(f'{self.name}: the attack is not fitted; call fit(model, batches) on a '
                                'training split or load(path) of a stored artifact before applying it')
 
+    def run_grid(self, model, images: torch.Tensor, epsilons: Sequence[float],
+                 labels: Optional[torch.Tensor] = None, target: Optional[torch.Tensor] = None,
+                 mask: Optional[torch.Tensor] = None, mask_mode: str = 'project',
+                 meter=None) -> List[AttackResult]:
+        """Only the attack's own ε: a fitted attack is fitted for one ε, so a grid of several ε
+        needs one fitted attack per ε (as a suite builds them), each run at its own ε.
+
+        Raises:
+            AttackInputError: ``epsilons`` holds another ε than the attack's.
+        """
+        others = sorted({float(e) for e in self._grid(epsilons)} - {self.epsilon})
+        if others:
+            raise AttackInputError(
+                f'{self.name} was fitted for ε={self.epsilon:g} and cannot be applied at '
+                f'ε={", ".join(f"{e:g}" for e in others)}: fit one attack per ε (a suite builds '
+                'one per ε) and call run or run_grid([its ε]) on each')
+        return super().run_grid(model, images, epsilons, labels=labels, target=target, mask=mask,
+                                mask_mode=mask_mode, meter=meter)
+
     def apply(self, images: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The adversarial images of a fitted attack; no model needed (the perturbation, or the
         generator that makes it, was fitted beforehand)."""
         self.check_fitted()
-        images = self._check_images(images)
+        images = self.check_images(images)
         if mask is not None:
-            mask = self._check_mask(mask, images)
+            mask = self.check_mask(mask, images)
         with torch.no_grad():
             out = self.perturb(None, images, None, None, mask)
         return (out.adv if hasattr(out, 'adv') else out).detach()

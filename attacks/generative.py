@@ -350,10 +350,10 @@ class GenerativePerturbation(FittedAttack):
         if not isinstance(batch, tuple) or len(batch) != 3:
             raise ValueError(f'fitting batches must be FitBatch(images, labels, target), got {type(batch).__name__}')
         images, labels, target = batch
-        images = self._check_images(images)
-        labels = self._check_map(labels, images, 'labels')
+        images = self.check_images(images)
+        labels = self.check_map(labels, images, 'labels')
         if target is not None:
-            target = self._check_map(target, images, 'target')
+            target = self.check_map(target, images, 'target')
         if targeted is not None and targeted != (target is not None):
             raise ValueError('fitting batches mix targeted (target map given) and untargeted (target=None) '
                              'batches; give a target for every batch or for none')

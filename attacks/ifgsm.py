@@ -5,15 +5,24 @@ pixel moves by one grey level per step) and ``n = min(ε + 4, ⌈1.25 ε⌉)`` s
 
     x_0 = x
     x_{t+1} = clip_{x, ε}( x_t + α · sign(∇ L(f(x_t), y)) )      (and clip to [0, 255])
+
+Over an ε grid the trajectories share their beginning: after t steps of size α the perturbation
+is at most t·α, so while t·α ≤ ε the ε-ball projection acts on nothing and the first ⌊ε/α⌋ steps
+are the same for every larger ε. :meth:`IterativeFGSM.run_grid` attacks the largest ε from
+scratch and continues every smaller ε from the largest one's iterate where its own projection
+would first act (Arnab et al.'s grid 0.25..32 with α = 1 on integer images:
+36 + 1 + 1 + 1 + 1 + 1 + 2 + 4 = 47 gradient passes per image instead of 78), bit-identical to
+attacking every ε alone.
 """
 from __future__ import annotations
 
 import math
-from typing import Iterator, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 
-from .base import Attack, arnab_num_steps, check_epsilon, project, register_attack
+from .base import (Attack, AttackInputs, AttackResult, Meter, arnab_num_steps, check_epsilon,
+                   project, register_attack)
 
 
 @register_attack
@@ -91,3 +100,44 @@ class IterativeFGSM(Attack):
         for x_adv in self.iterate(model, images, labels, target, mask):
             pass
         return x_adv
+
+    def perturb_grid(self, model, inputs: AttackInputs, attacks: List[Attack], mask_mode: str,
+                     meter: Meter) -> List[AttackResult]:
+        """Shared trajectories: the largest ε leads, each smaller ε continues from its iterate.
+
+        The leader (largest ε) runs all its steps from the clean image and keeps its iterate
+        after ``s`` steps for every ``s`` a smaller ε needs, ``s`` being the steps the smaller
+        ε's projection cannot act on (:meth:`unclipped_steps`, exact when the images are
+        integer-valued and every α is an integer). That ε then runs its remaining
+        ``num_steps − s`` steps from there and reports ``s`` as shared gradient passes.
+
+        Sound because the iterates up to step ``s`` do not depend on ε (ε enters a step through
+        the projection only), so it holds for every subclass whose step does not use ε otherwise
+        (Iterative FGSM II, the targeted attack).
+        """
+        images, labels, target = inputs.images, inputs.labels, inputs.target
+        mask = inputs.mask if mask_mode == 'project' else None
+        exact = bool(torch.equal(images, images.round())) and all(
+            float(attack.alpha).is_integer() for attack in attacks)
+        order = sorted(range(len(attacks)), key=lambda i: -attacks[i].epsilon)
+        lead, leader = order[0], attacks[order[0]]
+        starts = {i: min(attacks[i].unclipped_steps(exact), leader.num_steps) for i in order[1:]}
+        wanted = set(starts.values())
+        snapshots: Dict[int, torch.Tensor] = {0: images}
+        results: List[Optional[AttackResult]] = [None] * len(attacks)
+        with torch.enable_grad():
+            with meter(lead):
+                x = images
+                for step, x in enumerate(leader.iterate(model, images, labels, target, mask), start=1):
+                    if step in wanted:
+                        snapshots[step] = x
+            results[lead] = leader._result(x)
+            for i in order[1:]:
+                attack, s = attacks[i], starts[i]
+                with meter(i):
+                    x = snapshots[s]
+                    for x in attack.iterate(model, images, labels, target, mask, start=x,
+                                            num_steps=attack.num_steps - s):
+                        pass
+                results[i] = attack._result(x, shared_gradient_passes=s)
+        return results

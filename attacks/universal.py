@@ -336,16 +336,16 @@ class UniversalPerturbation(FittedAttack):
         except (TypeError, ValueError):
             raise ValueError(f'{self.name}: batches() must yield FitBatch(images, labels, target), got '
                              f'{type(batch).__name__}') from None
-        images = self._check_images(images)
+        images = self.check_images(images)
         if split.device is not None:
             images = images.to(split.device)
         if labels is None:
             raise ValueError(f'{self.name}: a FitBatch needs labels (N, H, W): the clean prediction or '
                              'the ground truth (255 = no loss)')
-        labels = self._check_map(labels, images, 'labels')
+        labels = self.check_map(labels, images, 'labels')
         targeted = target is not None
         if targeted:
-            target = self._check_map(target, images, 'target')
+            target = self.check_map(target, images, 'target')
         if split.targeted is None:
             split.targeted = targeted
             if not targeted and self.omega is not None:
@@ -375,9 +375,9 @@ class UniversalPerturbation(FittedAttack):
         return weighted_pixel_cross_entropy(logits, WeightedTarget(target, weight))
 
     # -- applying ----------------------------------------------------------------------------
-    def run(self, model, images, labels=None, target=None, mask=None):
+    def run(self, model, images, labels=None, target=None, mask=None, mask_mode='project'):
         self.check_fitted()   # before Attack.run spends a forward pass on the labels
-        return super().run(model, images, labels=labels, target=target, mask=mask)
+        return super().run(model, images, labels=labels, target=target, mask=mask, mask_mode=mask_mode)
 
     def perturb(self, model, images, labels, target, mask):
         """``clip(images + tile(ξ), 0, 255)``, the same ξ for every image; zero outside ``mask``."""

@@ -168,7 +168,7 @@ def test_p_schedule_by_hand():
 @pytest.mark.parametrize('eps', [2, 8])
 @pytest.mark.parametrize('init', ['vertical', 'horizontal'])
 def test_bound_and_range(eps, init, toy_model, images):
-    adv, info = SquareAttack(eps, num_queries=30, p_init=0.3, init=init).run(toy_model, images)
+    adv, info, *_ = SquareAttack(eps, num_queries=30, p_init=0.3, init=init).run(toy_model, images)
     assert adv.shape == images.shape and adv.dtype == torch.float32 and not adv.requires_grad
     assert (adv - images).abs().max() <= eps + 1e-4
     assert adv.min() >= 0 and adv.max() <= 255
@@ -183,7 +183,7 @@ def test_mask_respected(toy_model, images):
     mask[:, 3:9, 5:14] = True
     mask[2] = False                     # an image with an empty mask is not perturbed at all
     attack = SquareAttack(8, num_queries=40, p_init=0.3)
-    adv, info = attack.run(toy_model, images, mask=mask)
+    adv, info, *_ = attack.run(toy_model, images, mask=mask)
     delta = (adv - images).abs().amax(1)
     assert (delta[~mask] == 0).all() and (delta[:2][mask[:2]] > 0).all()
     assert torch.equal(adv[2], images[2])
@@ -200,7 +200,7 @@ def test_mask_respected(toy_model, images):
 def test_queries_counted(budget, toy_model, images):
     model = Recorder(toy_model)
     labels = _pred(toy_model, images)
-    adv, info = SquareAttack(8, num_queries=budget).run(model, images, labels=labels)
+    adv, info, *_ = SquareAttack(8, num_queries=budget).run(model, images, labels=labels)
     assert len(model.calls) == budget                        # 1 initial + (budget − 1) iterations
     assert all(len(call['x']) == len(images) for call in model.calls)
     assert info['queries'].tolist() == [budget] * len(images)
@@ -215,7 +215,7 @@ def test_no_loss_pixels_stop_after_the_initial_query(toy_model, images):
     labels = _pred(toy_model, images)
     labels[1] = 255
     attack = SquareAttack(8, num_queries=20)
-    adv, info = attack.run(toy_model, images, labels=labels)
+    adv, info, *_ = attack.run(toy_model, images, labels=labels)
     assert info['queries'].tolist() == [20, 1, 20] and info['loss'][1] == 0
     assert torch.equal(adv[1], attack.initial_point(images)[1])
 
@@ -232,7 +232,7 @@ def test_trajectory_matches_reference(targeted, use_mask, toy_model, images):
         mask = torch.zeros((3, H, W))
         mask[:, 2:14, 3:20] = 1
     model = Recorder(toy_model)
-    adv, info = SquareAttack(eps, num_queries=budget, p_init=p_init).run(
+    adv, info, *_ = SquareAttack(eps, num_queries=budget, p_init=p_init).run(
         model, images, labels=labels, target=target, mask=mask)
     assert len(model.calls) == budget
     for b in range(len(images)):
@@ -264,7 +264,7 @@ def test_stripes_initialisation(init, toy_model):
     images[1] = 60.0
     attack = SquareAttack(eps, num_queries=1, init=init)
     start = attack.initial_point(images)
-    adv, info = attack.run(toy_model, images)
+    adv, info, *_ = attack.run(toy_model, images)
     assert torch.equal(adv, start) and info['queries'].tolist() == [1, 1]
     delta = start - images
     assert set(delta.unique().tolist()) == {-eps, eps}
@@ -295,9 +295,9 @@ def test_deterministic_seeded_and_independent_of_global_rng(toy_model, images):
 
 def test_batch_independent(toy_model, images):
     attack = SquareAttack(8, num_queries=25, p_init=0.3)
-    adv, info = attack.run(toy_model, images)
+    adv, info, *_ = attack.run(toy_model, images)
     for i in range(len(images)):
-        single, single_info = attack.run(toy_model, images[i:i + 1])
+        single, single_info, *_ = attack.run(toy_model, images[i:i + 1])
         assert torch.equal(single[0], adv[i])
         assert single_info['loss'][0].item() == pytest.approx(info['loss'][i].item(), rel=1e-6)
     swapped = attack(toy_model, images.flip(0)).flip(0)
@@ -314,7 +314,7 @@ def test_loss_monotone_in_the_budget_prefix(toy_model, images):
         assert (loss >= init_loss).all()
     assert (loss > init_loss).all()          # 40 queries find something on the toy model
     # the reported loss is the oracle's loss of the returned images
-    adv, info = SquareAttack(8, num_queries=40).run(toy_model, images, labels=labels)
+    adv, info, *_ = SquareAttack(8, num_queries=40).run(toy_model, images, labels=labels)
     with torch.no_grad():
         logits = toy_model(adv)
     recomputed = torch.stack([ref_loss(logits[b], labels[b]) for b in range(len(images))])
@@ -336,7 +336,7 @@ def test_targeted_decreases_ce_to_target(toy_model, images):
     labels = _pred(toy_model, images)
     target = (labels + 2) % 5
     attack = SquareAttack(8, num_queries=60)
-    adv, info = attack.run(toy_model, images, target=target)
+    adv, info, *_ = attack.run(toy_model, images, target=target)
     start = attack.initial_point(images)
     with torch.no_grad():
         clean, init, attacked = toy_model(images), toy_model(start), toy_model(adv)
