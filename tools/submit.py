@@ -299,7 +299,8 @@ def summarize(records: List[dict], suite_name: str, dataset_key: str) -> Dict[st
     ``leaderboard.report``, which loads and verifies a whole results tree.
     """
     from benchmark import metrics
-    from benchmark.cells import CLEAN, canonical_json
+    from benchmark.cells import CLEAN
+    from common.names import canonical_json
     cells = [r for r in records if r['key']['dataset'] == dataset_key]
     clean = next((r['metrics']['miou'] for r in cells if r['key']['attack'] == CLEAN), None)
     out: Dict[str, float] = {}
