@@ -29,11 +29,11 @@ patch               ``b``, e.g. a small adversarial value over a bright clean pi
 
 The arrays are compressed (``np.savez_compressed``'s format, deflate, with fixed zip dates so the
 same batch always gives the same bytes). Measured on two 128×256 images and the toy model of the
-tests (bytes per image; 384 KB as float32): Iterative FGSM ε = 8 (Arnab et al.) ``int8``, 28.0 KB
+tests, in bytes per image (float32: 393,216): Iterative FGSM ε = 8 (Arnab et al.) ``int8`` 27,986
 (2.3 bits per pixel and channel; checked in ``tests/test_benchmark/test_adv_store.py``); Iterative
-FGSM II ε = 8 30.8 KB; FGSM ε = 8 16.1 KB; FGSM and Iterative FGSM ε = 0.25 ``int8/2^2`` 16.1 KB;
-Iterative FGSM ε = 32 52.3 KB; MI-FGSM ε = 8 ``uint8`` palette 38.3 KB; SegPGD and CosPGD ε = 8
-``uint16`` palette 33.6 and 28.9 KB; PGD ε = 8 (random start) ``float32`` 200 KB.
+FGSM II ε = 8 30.8 K; FGSM ε = 8 16.1 K; FGSM and Iterative FGSM ε = 0.25 ``int8/2^2`` 16.1 K;
+Iterative FGSM ε = 32 52.3 K; MI-FGSM ε = 8 ``uint8`` palette 38.3 K; SegPGD and CosPGD ε = 8
+``uint16`` palette 33.6 K and 28.9 K; PGD ε = 8 (random start) ``float32`` 200 K.
 
 **Layout** (under ``$SEGBENCH_CACHE/adversarial``, default ``~/.cache/segbench/adversarial``, out of
 git; result records stay in ``results/``)::
@@ -233,22 +233,26 @@ def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
 def _grid_log2(delta: np.ndarray) -> Optional[int]:
     """Smallest ``j ≥ 0`` with every element of ``delta · 2^j`` an integer (None above 2^24).
 
-    From each float's bits: ``x = M · 2^(e−53)`` with an integer mantissa ``M``; stripping its
-    trailing zero bits gives ``x = odd · 2^p``, and ``j = max(0, −min p)``.
+    From each float32's bits, in int32 arithmetic (no float64 copy of a large batch): a finite
+    ``x = M · 2^(E − 150)`` with the integer significand ``M`` (implicit bit included, ``E ≥ 1``);
+    stripping its trailing zero bits gives ``x = odd · 2^p``, and ``j = max(0, −min p)``.
     """
-    nz = delta[delta != 0].astype(np.float64)
-    if nz.size == 0:
+    b = np.ascontiguousarray(delta, dtype=np.float32).view(np.int32).reshape(-1) & 0x7FFFFFFF
+    b = b[b != 0]
+    if b.size == 0:
         return 0
-    m, e = np.frexp(nz)
-    mant = np.abs(m * 2.0 ** 53).astype(np.int64)
-    lowest = mant & -mant
-    trailing = np.frexp(lowest.astype(np.float64))[1] - 1
-    j = int(max(0, -(e.astype(np.int64) - 53 + trailing).min()))
+    exponent = b >> 23
+    significand = b & 0x7FFFFF
+    significand[exponent > 0] |= 0x800000  # normal numbers carry an implicit leading bit
+    lowest = significand & -significand
+    trailing = np.frexp(lowest.astype(np.float32))[1] - 1  # log2 of a power of two, exact
+    p = np.maximum(exponent, 1) - 150 + trailing
+    j = max(0, -int(p.min()))
     return j if j <= MAX_GRID_LOG2 else None
 
 
 def _deflated_size(enc: Encoded) -> int:
-    """Bytes of ``enc``'s arrays deflated as in the stored file (``np.savez_compressed``'s level)."""
+    """Bytes of ``enc``'s arrays deflated as in the stored file (``savez_compressed``'s level)."""
     size = len(zlib.compress(enc.values.tobytes(), 6))
     return size + (0 if enc.palette is None else len(zlib.compress(enc.palette.tobytes(), 6)))
 
@@ -319,7 +323,8 @@ def encode(images: np.ndarray, adv: np.ndarray) -> Encoded:
             h = delta.astype(np.float16)
         return exact(Encoded('delta', 'float16', 0, h)) if np.isfinite(h).all() else None
 
-    for candidate in (lambda: grid(np.int8), lambda: palette(np.uint8), lambda: grid(np.int16), half):
+    for candidate in (lambda: grid(np.int8), lambda: palette(np.uint8), lambda: grid(np.int16),
+                      half):
         enc = candidate()
         if enc is not None:
             return enc
@@ -402,7 +407,8 @@ class AdversarialStore:
         return self.root / key.relative_dir()
 
     def check_writable(self) -> None:
-        """Raise :class:`ResultsError` unless the root is a writable directory (created if missing)."""
+        """Raise :class:`ResultsError` unless the root is a writable directory (created if
+        missing)."""
         check_writable_dir(self.root, 'the adversarial-example store')
 
     # -- writing -----------------------------------------------------------------------------
@@ -425,15 +431,17 @@ class AdversarialStore:
         images = _as_numpy(images, 'images')
         adv = _as_numpy(adv, 'adversarial images')
         if images.shape != adv.shape or images.ndim < 1:
-            raise ValueError(f'images {images.shape} and adversarial images {adv.shape} differ in shape')
+            raise ValueError(f'images {images.shape} and adversarial images {adv.shape} differ '
+                             'in shape')
         ids = _check_ids(image_ids, len(images))
         if not np.isfinite(adv).all():
             raise ModelError(f'the adversarial images of {key.describe()} hold NaN or infinite '
-                             f'values (images {ids[0]}...); refusing to store them. Check the source '
-                             'model for NaN logits or gradients.')
+                             f'values (images {ids[0]}...); refusing to store them. Check the '
+                             'source model for NaN logits or gradients.')
         enc = encode(images, adv)
         assert _same_bits(decode(enc, images), adv)  # encode() checked it; this guards decode()
-        arrays = {'values': enc.values, 'image_ids': np.array(ids), 'image_sha256': np.array(_image_digests(images))}
+        arrays = {'values': enc.values, 'image_ids': np.array(ids),
+                  'image_sha256': np.array(_image_digests(images))}
         if enc.patch_index is not None:
             arrays.update(patch_index=enc.patch_index, patch_value=enc.patch_value)
         if enc.palette is not None:
@@ -488,8 +496,8 @@ class AdversarialStore:
                                'generate them again.') from None
         if not same:
             raise ResultsError(f'{path}: holds another key than {key.describe()} (format '
-                               f'{stored.get("format")!r}, key {stored.get("key")!r}); the file was '
-                               'edited or written by another version. Delete the folder to '
+                               f'{stored.get("format")!r}, key {stored.get("key")!r}); the file '
+                               'was edited or written by another version. Delete the folder to '
                                'generate them again.')
         self._keys_checked.add(directory)
 
@@ -546,8 +554,10 @@ class AdversarialStore:
         return None
 
     def stored_ids(self, key: AdvKey) -> List[str]:
-        """Ids of every image stored under ``key`` (sorted)."""
-        return sorted({i for b in self._batches(key) for i in b.manifest['image_ids']})
+        """Ids of every image stored under ``key`` (sorted): named by a manifest whose ``.npz`` is
+        there (a batch file deleted by hand is generated again; its content is verified on read)."""
+        return sorted({i for b in self._batches(key) if b.npz_path.is_file()
+                       for i in b.manifest['image_ids']})
 
     def missing(self, key: AdvKey, image_ids: Sequence[str]) -> List[str]:
         """The ids of ``image_ids`` (in their order) that are not stored under ``key``.
@@ -638,7 +648,17 @@ class AdversarialStore:
         for i in ids:
             groups.setdefault(where[i].manifest_path, (where[i], []))[1].append(i)
         for batch, members in groups.values():
-            enc, batch_ids, digests = self._load(batch)
+            try:
+                enc, batch_ids, digests = self._load(batch)
+            except ResultsError:
+                # another process may have replaced the batch since it was indexed: re-read its
+                # manifest once; the same manifest means the file itself is damaged
+                self._index.get(batch.manifest_path.parent, {}).pop(batch.manifest_path.name, None)
+                fresh = {b.manifest_path: b for b in self._batches(key)}.get(batch.manifest_path)
+                if fresh is None or fresh.manifest == batch.manifest:
+                    raise
+                batch = fresh
+                enc, batch_ids, digests = self._load(batch)
             rows = [batch_ids.index(i) for i in members]
             dest = [wanted[i] for i in members]
             if list(clean.shape[1:]) != batch.manifest['shape'][1:]:
@@ -678,22 +698,51 @@ class AdversarialStore:
 
     # -- sizes -------------------------------------------------------------------------------
 
-    def stats(self, key: AdvKey) -> Dict[str, Any]:
-        """Images, batches, bytes (``.npz`` files, manifests included in ``total_bytes``), bytes per
-        image and the count of batches per encoding, from the manifests."""
-        batches = self._batches(key)
-        images = len({i for b in batches for i in b.manifest['image_ids']})
-        payload = sum(int(b.manifest['bytes']) for b in batches)
-        total = _tree_size(self.group_dir(key))
+    def keys(self) -> List[AdvKey]:
+        """Every key with a group folder under the root (read from the ``key.json`` files), sorted
+        by folder.
+
+        Raises:
+            ResultsError: a ``key.json`` cannot be read or does not hold a key.
+        """
+        keys = []
+        for path in sorted(self.root.glob(f'*/*/*/{KEY_FILE}')):
+            try:
+                keys.append(AdvKey.from_dict(json.loads(path.read_text())['key']))
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise ResultsError(f'{path}: cannot be read as the key of stored adversarial '
+                                   f'examples ({type(e).__name__}: {e}); delete its folder to '
+                                   'generate them again.') from None
+        return keys
+
+    def stats(self, key: Optional[AdvKey] = None) -> Dict[str, Any]:
+        """Sizes from the manifests, for one key or (``None``) the whole store.
+
+        Returns:
+            ``images`` (of the key; summed over keys for the store), ``batches``, ``bytes`` (the
+            ``.npz`` files), ``total_bytes`` (every file, manifests and ``key.json`` included),
+            ``bytes_per_image`` (``bytes / images``), ``encodings`` (batches per encoding, e.g.
+            ``{'delta int8': 3, 'delta int8/2^2': 1}``) and ``keys`` (1 for a key).
+        """
+        keys = [key] if key is not None else self.keys()
+        images = batches = payload = 0
         encodings: Dict[str, int] = {}
-        for b in batches:
-            e = b.manifest['encoding']
-            name = f'{e["payload"]} {e["dtype"]}' + (f'/2^{e["grid_log2"]}' if e['grid_log2'] else '') + \
-                (f' palette {e["palette"]}' if e['palette'] else '') + \
-                (f' +{e["patched"]} patched' if e['patched'] else '')
-            encodings[name] = encodings.get(name, 0) + 1
-        return {'images': images, 'batches': len(batches), 'bytes': payload, 'total_bytes': total,
-                'bytes_per_image': payload / images if images else 0.0, 'encodings': encodings}
+        for k in keys:
+            found = self._batches(k)
+            images += len({i for b in found for i in b.manifest['image_ids']})
+            batches += len(found)
+            payload += sum(int(b.manifest['bytes']) for b in found)
+            for b in found:
+                e = b.manifest['encoding']
+                name = f'{e["payload"]} {e["dtype"]}' + \
+                    (f'/2^{e["grid_log2"]}' if e['grid_log2'] else '') + \
+                    (f' palette {e["palette"]}' if e['palette'] else '') + \
+                    (f' +{e["patched"]} patched' if e['patched'] else '')
+                encodings[name] = encodings.get(name, 0) + 1
+        total = _tree_size(self.group_dir(key) if key is not None else self.root)
+        return {'keys': len(keys), 'images': images, 'batches': batches, 'bytes': payload,
+                'total_bytes': total, 'bytes_per_image': payload / images if images else 0.0,
+                'encodings': encodings}
 
     def size_bytes(self, prefix: Optional[Union[AdvKey, str, os.PathLike]] = None) -> int:
         """Bytes of every file under the root, or under ``prefix``: a key (its group), or a path

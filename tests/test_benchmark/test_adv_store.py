@@ -1,4 +1,5 @@
-"""The adversarial-example store: bit-exact round trips, smallest encodings, resume, integrity, sizes."""
+"""The adversarial-example store: bit-exact round trips, smallest encodings, resume, integrity,
+sizes."""
 import hashlib
 import logging
 import os
@@ -16,7 +17,8 @@ from benchmark.errors import ResultsError
 from common.atomic import find_temporary
 from conftest import CountingModel, ToySegmenter
 
-KEY = AdvKey('synthcity_val', 'fcn8s_vgg16-w8_synthcity', 'ifgsm', {'alpha': 1, 'num_steps': 3}, 2.0)
+KEY = AdvKey('synthcity_val', 'fcn8s_vgg16-w8_synthcity', 'ifgsm', {'alpha': 1, 'num_steps': 3},
+             2.0)
 
 
 def bits(x: torch.Tensor) -> torch.Tensor:
@@ -56,7 +58,8 @@ def smallest_by_search(images: torch.Tensor, adv: torch.Tensor):
     if same_bits(images + d.half().float(), adv):
         return 'float16', 0
     if palette_fits(65536):
-        as_palette = len(zlib.compress(index.to(torch.int32).numpy().astype(np.uint16).tobytes(), 6)) + \
+        indices = index.to(torch.int32).numpy().astype(np.uint16)
+        as_palette = len(zlib.compress(indices.tobytes(), 6)) + \
             len(zlib.compress(palette.numpy().tobytes(), 6))
         if as_palette < len(zlib.compress(d.numpy().tobytes(), 6)):
             return 'uint16', 0
@@ -180,8 +183,8 @@ def test_key_identity_and_paths(tmp_path):
     k = AdvKey('ds', 'm', 'pgd', {'b': 2, 'a': 8.0}, 8)
     same = AdvKey('ds', 'm', 'pgd', {'a': 8, 'b': 2.0}, 8.0, scale=1)
     assert k.key_hash == same.key_hash
-    assert k.key_hash != AdvKey('ds', 'm', 'pgd', {'a': 8, 'b': 2}, 8, label_source='ground_truth').key_hash
-    assert k.key_hash != AdvKey('ds', 'm', 'pgd', {'a': 8, 'b': 2}, 8, source_digest='ab' * 32).key_hash
+    for other in (dict(label_source='ground_truth'), dict(source_digest='ab' * 32), dict(scale=0.5)):
+        assert k.key_hash != AdvKey('ds', 'm', 'pgd', {'a': 8, 'b': 2}, 8, **other).key_hash
     store = AdversarialStore(tmp_path)
     sources = ['deeplab@s0.5', 'crfrnn:unaries', 'ens(a+b)', 'crfrnn_unaries', '../up']
     dirs = [store.group_dir(AdvKey('ds', s, 'fgsm', {}, 8, scale=0.5)) for s in sources]
@@ -211,7 +214,8 @@ def _generate(store, key, ids, images, model, batch_size, attack):
     for s in range(0, len(ids), batch_size):
         batch_ids = ids[s:s + batch_size]
         if todo.intersection(batch_ids):
-            store.put(key, batch_ids, images[s:s + batch_size], attack(model, images[s:s + batch_size]))
+            batch = images[s:s + batch_size]
+            store.put(key, batch_ids, batch, attack(model, batch))
 
 
 def _files(root):
@@ -267,6 +271,8 @@ def test_readers_see_batches_written_by_another_process(tmp_path):
     writer.put(KEY, ['c', 'd'], images[2:], adv[2:])
     assert reader.missing(KEY, ['a', 'b', 'c', 'd']) == []
     assert torch.equal(reader.get(KEY, ['c', 'a'], images[[2, 0]]), adv[[2, 0]])
+    writer.put(KEY, ['c', 'd'], images[2:], images[2:] + 1)  # --force in another process
+    assert torch.equal(reader.get(KEY, ['d'], images[3:]), images[3:] + 1)
     writer.discard(KEY)
     assert reader.missing(KEY, ['a']) == ['a'] and not writer.group_dir(KEY).exists()
 
@@ -276,25 +282,32 @@ def test_readers_see_batches_written_by_another_process(tmp_path):
 @pytest.fixture
 def stored(tmp_path):
     images, adv = _case('int8')
-    store = AdversarialStore(tmp_path)
+    store = AdversarialStore(tmp_path / "store")
     manifest = store.put(KEY, ['a', 'b', 'c', 'd'], images, adv)
     return store, images, manifest, manifest.with_suffix('.npz')
 
 
-@pytest.mark.parametrize('damage', ['flip', 'truncate', 'delete'])
-def test_damaged_batch_is_refused_naming_the_file(stored, damage):
+@pytest.mark.parametrize('damage', ['flip', 'truncate', 'delete', 'replace'])
+def test_damaged_batch_is_refused_naming_the_file(stored, tmp_path, damage):
     store, images, _, npz = stored
     data = npz.read_bytes()
-    if damage == 'flip':
+    if damage == 'replace':  # a valid batch file of the same images, with other perturbations
+        other = AdversarialStore(tmp_path / 'other')
+        manifest = other.put(KEY, ['a', 'b', 'c', 'd'], images, images + 1)
+        npz.write_bytes(manifest.with_suffix('.npz').read_bytes())
+    elif damage == 'flip':
         npz.write_bytes(data[:200] + bytes([data[200] ^ 1]) + data[201:])
     elif damage == 'truncate':
         npz.write_bytes(data[:len(data) // 2])
     else:
         npz.unlink()
-    with pytest.raises(ResultsError, match=npz.name):
+    with pytest.raises(ResultsError, match=npz.name) as refused:
         AdversarialStore(store.root).get(KEY, ['a'], images[:1])
+    if damage == 'replace':
+        assert 'sha256' in str(refused.value)
     with pytest.raises(ResultsError, match=npz.name):
         store.verify(KEY)
+    assert store.missing(KEY, ['a', 'b']) == ([] if damage != 'delete' else ['a', 'b'])
 
 
 def test_edited_manifest_is_refused(stored):
@@ -351,13 +364,19 @@ def test_sizes_reported(tmp_path):
     assert store.size_bytes(KEY) == stats['total_bytes'] < every
     assert store.size_bytes('synthcity_val') == every
     assert store.size_bytes(KEY) + store.size_bytes(other) == every
+    assert store.keys() == sorted([KEY, other], key=lambda k: str(store.group_dir(k)))
+    whole = store.stats()
+    assert (whole['keys'], whole['images'], whole['batches']) == (2, 5, 3)
+    assert whole['bytes'] == sum(p.stat().st_size for p in tmp_path.rglob('*.npz'))
+    assert whole['total_bytes'] == every and whole['encodings'] == {'delta int8': 3}
 
 
 def test_arnab_ifgsm_eps8_bytes_per_image(tmp_path, caplog):
     """Measured size of an Arnab et al. Iterative FGSM ε = 8 perturbation of a 128×256 image."""
     g = torch.Generator().manual_seed(0)
     small = torch.rand((2, 3, 32, 64), generator=g)
-    images = (torch.nn.functional.interpolate(small, size=(128, 256), mode='bilinear') * 255).round()
+    images = torch.nn.functional.interpolate(small, size=(128, 256), mode='bilinear')
+    images = (images * 255).round()
     adv = build_attack({'type': 'ifgsm'}, 8)(ToySegmenter(), images)
     store = AdversarialStore(tmp_path)
     store.put(KEY, ['a', 'b'], images, adv)
@@ -367,5 +386,22 @@ def test_arnab_ifgsm_eps8_bytes_per_image(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         logging.getLogger(__name__).info('Iterative FGSM eps=8, 128x256: %.0f bytes per image '
                                          '(float32: %d)', stats['bytes_per_image'], raw)
-    assert stats['bytes_per_image'] < raw / 10  # measured 27.4 KB of 384 KB
+    assert stats['bytes_per_image'] < raw / 10  # measured 27,986 bytes (2.3 bits per element)
     assert torch.equal(store.get(KEY, ['b', 'a'], images[[1, 0]]), adv[[1, 0]])
+
+
+def test_grid_log2_matches_exact_fractions():
+    """The power-of-two denominator read from the float bits equals Python's exact fractions'."""
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        j = int(rng.integers(0, 20))
+        values = (rng.integers(-4000, 4000, 30) / 2.0 ** j).astype(np.float32)
+        values[0] = np.float32(2.0 ** -j)  # make sure the finest step occurs
+        expected = max(float(v).as_integer_ratio()[1] for v in values).bit_length() - 1
+        assert adv_store._grid_log2(values) == expected == j
+    tiny = np.array([0.0, -0.0, 2.0 ** -24, 3 * 2.0 ** -20], dtype=np.float32)
+    assert adv_store._grid_log2(tiny) == 24
+    subnormal = np.array([2.0 ** -25, 1e-45], dtype=np.float32)
+    assert adv_store._grid_log2(subnormal) is None
+    assert adv_store._grid_log2(np.zeros(3, np.float32)) == 0
+    assert adv_store._grid_log2(np.array([255, -7, 2 ** 20], dtype=np.float32)) == 0
