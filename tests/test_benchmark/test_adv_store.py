@@ -399,6 +399,10 @@ def test_grid_log2_matches_exact_fractions():
         values[0] = np.float32(2.0 ** -j)  # make sure the finest step occurs
         expected = max(float(v).as_integer_ratio()[1] for v in values).bit_length() - 1
         assert adv_store._grid_log2(values) == expected == j
+        assert adv_store._grid_log2_of_bits(values) == j
+        big = np.zeros(200_000, np.float32)  # the sampled elements miss the finest step
+        big[7] = values[0]
+        assert adv_store._grid_log2(big) == j
     tiny = np.array([0.0, -0.0, 2.0 ** -24, 3 * 2.0 ** -20], dtype=np.float32)
     assert adv_store._grid_log2(tiny) == 24
     subnormal = np.array([2.0 ** -25, 1e-45], dtype=np.float32)
