@@ -67,6 +67,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--sharpen', type=float, nargs='*', default=[3.0],
                    help='factors for the CRF\'s pairwise kernel weights (sharper CRF variants); '
                         'none to skip')
+    p.add_argument('--json', default=None, help='also write the numbers to this JSON file')
     p.add_argument('--batch-size', type=int, default=4)
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('-v', '--verbose', action='store_true')
@@ -318,9 +319,8 @@ def analyse(args) -> dict:
                     for name, src in variants.items():
                         tally.add((f'{attack} {src} -> {name}', eps), labels,
                                   models[name](adv[src]).argmax(1))
-                    if attack == 'fgsm':
-                        log(('CRF-RNN', f'mass_ratio_eps{eps:g}'),
-                            (bilateral_mass(crf, adv['CRF-RNN']) / clean_mass).tolist())
+                    log(('CRF-RNN', f'mass_ratio {attack} eps{eps:g}'),
+                        (bilateral_mass(crf, adv['CRF-RNN']) / clean_mass).tolist())
     seconds = time.perf_counter() - t0
     means = {m: {k: float(np.mean(v)) for k, v in d.items()} for m, d in stats.items()}
     return dict(models=models, tally=tally, means=means, seconds=seconds, num_images=len(data),
@@ -390,8 +390,9 @@ def report(args, r) -> str:
                        'sign agreement with FCN'), rows))
     out += ['', f"Bilateral kernel features carry gradient: {'yes' if r['crf_path'] else 'no'} "
             '(autograd path from the kernel image to the mean-field output).',
-            'Bilateral neighbourhood mass K1 on the white-box FGSM image / on the clean image: '
-            + ', '.join(f"ε={e:g}: {m['CRF-RNN'][f'mass_ratio_eps{e:g}']:.3f}" for e in args.epsilons), '']
+            'Bilateral neighbourhood mass K1 on the white-box CRF-RNN example / on the clean image: '
+            + '; '.join(f"{a} " + ', '.join(f"ε={e:g}: {m['CRF-RNN'][f'mass_ratio {a} eps{e:g}']:.3f}"
+                                          for e in args.epsilons) for a in args.attacks), '']
     out += [f"3. mIoU (%) under {', '.join(args.attacks)}, source -> evaluated model "
             '(IoU ratio in brackets)', '']
     rows = []
@@ -412,6 +413,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
     setup_logging(args.verbose)
     r = analyse(args)
+    if args.json:
+        import json
+        t = r['tally']
+        data = dict(vars(args), num_images=r['num_images'], seconds=r['seconds'], means=r['means'],
+                    bilateral_features_carry_gradient=r['crf_path'],
+                    miou={' @ '.join(map(str, k)): t.miou(k) for k in t.conf})
+        with open(args.json, 'w') as f:
+            json.dump(data, f, indent=1)
     print(report(args, r))
 
 
