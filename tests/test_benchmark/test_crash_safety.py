@@ -62,7 +62,10 @@ def reference(tmp_path_factory, synthetic_root, tiny_config, tiny_checkpoint):
     """An uninterrupted run."""
     tmp = tmp_path_factory.mktemp('reference')
     suite = write_suite(tmp / 'suite.py', synthetic_root, tiny_config, tiny_checkpoint)
-    proc = subprocess.run(command(suite, tmp / 'results'), capture_output=True, text=True, timeout=600)
+    # its own adversarial-example store (module scope: set up before the per-test one)
+    env = dict(os.environ, SEGBENCH_ADV_DIR=str(tmp / 'adv'))
+    proc = subprocess.run(command(suite, tmp / 'results'), capture_output=True, text=True, timeout=600,
+                          env=env)
     assert proc.returncode == 0, proc.stderr
     records = comparable(tmp / 'results')
     assert len(records) == 1 + 3 * 6
@@ -73,19 +76,23 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, reference, synthetic_ro
                                                tiny_checkpoint):
     suite = write_suite(tmp_path / 'suite.py', synthetic_root, tiny_config, tiny_checkpoint)
     results = tmp_path / 'results'
+    adv = Path(os.environ['SEGBENCH_ADV_DIR'])   # this test's own store (tests/conftest.py)
     rng = random.Random(0)
     kills = 0
     for attempt in range(6):
         proc = subprocess.Popen(command(suite, results), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        # kill while it writes: after its first new record appears, at a random moment
-        before = len(list(results.rglob('*.json'))) if results.exists() else 0
+        # kill while it works: once it writes its first new file (adversarial images or a
+        # record), at a random moment
+        def written():
+            return sum(1 for root in (results, adv) if root.exists() for _ in root.rglob('*.json'))
+        before = written()
         deadline = time.time() + 120
         while proc.poll() is None and time.time() < deadline:
-            if results.exists() and len(list(results.rglob('*.json'))) > before:
+            if written() > before:
                 break
             time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.6))
+        time.sleep(rng.uniform(0.0, 1.5))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1

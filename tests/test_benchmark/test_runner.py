@@ -85,10 +85,10 @@ def test_end_to_end_records_and_leaderboard(suite, tmp_path, tiny_config, tiny_c
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(suite, tmp_path, monkeypatch):
-    Runner(suite, tmp_path / 'a', progress=False).run()
+    Runner(suite, tmp_path / 'a', progress=False, adv_dir=tmp_path / 'adv_a').run()
 
     calls = {'n': 0}
-    original = Runner._run_group
+    original = Runner._evaluate_cell
 
     def flaky(self, *args, **kwargs):
         calls['n'] += 1
@@ -96,12 +96,12 @@ def test_resume_after_interruption_matches_uninterrupted_run(suite, tmp_path, mo
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Runner, '_run_group', flaky)
+    monkeypatch.setattr(Runner, '_evaluate_cell', flaky)
     with pytest.raises(KeyboardInterrupt):
         Runner(suite, tmp_path / 'b', progress=False).run()
     assert len(list((tmp_path / 'b').rglob('*.json'))) == 3      # clean + 2 cells survived
     assert not list((tmp_path / 'b').rglob('.*.tmp'))             # no half-written files
-    monkeypatch.setattr(Runner, '_run_group', original)
+    monkeypatch.setattr(Runner, '_evaluate_cell', original)
     outcomes = Runner(suite, tmp_path / 'b', progress=False).run()
     assert [o.status for o in outcomes].count('computed') == 2
 
@@ -145,8 +145,9 @@ def test_shared_trajectories_give_identical_records_with_fewer_gradient_passes(
     """Iterative FGSM cells of one entry share their first steps across the ε grid."""
     suite = make_suite(synthetic_root, tiny_config, tiny_checkpoint_diverse,
                        attacks=[dict(type='ifgsm'), dict(type='ifgsm_ll')], epsilons=[0.5, 1, 2, 4, 8])
-    Runner(suite, tmp_path / 'alone', progress=False, share_trajectories=False).run()
-    Runner(suite, tmp_path / 'shared', progress=False).run()
+    Runner(suite, tmp_path / 'alone', progress=False, share_trajectories=False,
+           adv_dir=tmp_path / 'adv_alone').run()
+    Runner(suite, tmp_path / 'shared', progress=False, adv_dir=tmp_path / 'adv_shared').run()
     alone = {r['cell_id']: r for _, r in ResultStore(tmp_path / 'alone').iter_records()}
     shared = {r['cell_id']: r for _, r in ResultStore(tmp_path / 'shared').iter_records()}
     assert alone.keys() == shared.keys() and len(alone) == 11
@@ -161,37 +162,6 @@ def test_shared_trajectories_give_identical_records_with_fewer_gradient_passes(
     eps4 = [r for r in shared.values() if r['key']['attack'] == 'ifgsm' and r['key']['epsilon'] == 4][0]
     assert eps4['attack_stats']['shared_gradient_passes_per_image'] == 4
     assert eps4['attack_stats']['gradient_passes_per_image'] == 5
-
-
-@pytest.mark.parametrize('integer_images', [True, False])
-def test_shared_trajectories_equal_separate_attacks(integer_images):
-    """Bit-identical to attacking every ε alone, with exact and with float-rounded arithmetic."""
-    from attacks import build_attack
-    from benchmark.runner import _CellAccumulator
-    from benchmark.suite import AttackPlan
-    from conftest import ToySegmenter
-    model = ToySegmenter(num_classes=5, seed=2)
-    g = torch.Generator().manual_seed(0)
-    images = torch.rand(3, 3, 10, 14, generator=g) * 255
-    if integer_images:
-        images = images.round()
-    with torch.no_grad():
-        labels = model(images).argmax(1)
-    spec = dict(type='ifgsm_ll')
-    cells = [(CellKeyStub(eps), AttackPlan(spec, eps, build_attack(spec, eps))) for eps in (16, 8, 3, 1, 0.5)]
-    acc = {key.cell_id: _CellAccumulator() for key, _ in cells}
-    model.forward_images = model.gradient_images = 0
-    out = Runner._shared_trajectories(cells, acc, model, images, labels, None, None)
-    for key, plan in cells:
-        alone = plan.attack(model, images, labels=labels)
-        assert torch.equal(out[key.cell_id][0], alone), plan.epsilon
-    expected = {8: 8, 3: 3, 1: 1, 0.5: 0} if integer_images else {8: 7, 3: 2, 1: 0, 0.5: 0}
-    assert {p.epsilon: acc[k.cell_id].shared_steps for k, p in cells[1:]} == expected
-
-
-class CellKeyStub:
-    def __init__(self, eps):
-        self.cell_id = f'eps{eps}'
 
 
 def test_parallel_models_match_sequential_run_and_a_failure_loses_nothing(
