@@ -142,14 +142,36 @@ def apply_posthoc_mask(images: torch.Tensor, adv: torch.Tensor, mask: torch.Tens
     return images + (adv - images) * mask.to(adv.dtype)
 
 
+def member_weighted(logits: torch.Tensor,
+                    loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``Σ_k w_k loss_fn(z_k)`` for an ensemble's output, ``loss_fn(logits)`` for any other logits.
+
+    An ensemble source (:class:`model_zoo.wrappers.EnsembleModel`) returns logits that carry its
+    members' own logits and weights in ``loss_terms``: one attack then ascends the weighted sum of
+    the members' losses (Poursaeed et al. 2018, https://arxiv.org/abs/1712.02328, fooling several
+    models at once), not a loss of averaged logits. Works for scalar losses and per-pixel loss maps
+    (the terms are added elementwise). Every loss of the attacks goes through here.
+    """
+    terms = getattr(logits, 'loss_terms', None)
+    if terms is None:
+        return loss_fn(logits)
+    total = None
+    for weight, member in terms:
+        term = loss_fn(member) * weight
+        total = term if total is None else total + term
+    return total
+
+
 def pixel_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
                         ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Sum over pixels of the per-pixel cross-entropy; ignored pixels contribute 0.
 
     The sum (rather than the mean) keeps every image's gradient independent of the other images in
     the batch and of its number of valid pixels; sign-based attacks are unaffected by the scale.
+    For an ensemble's output, the weighted sum of its members' losses (:func:`member_weighted`).
     """
-    return F.cross_entropy(logits, labels.long(), ignore_index=ignore_index, reduction='sum')
+    return member_weighted(logits, lambda z: F.cross_entropy(z, labels.long(), ignore_index=ignore_index,
+                                                             reduction='sum'))
 
 
 def least_likely(logits: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:

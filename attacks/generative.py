@@ -82,7 +82,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .base import IGNORE_INDEX, PIXEL_MAX, PIXEL_MIN, Attack, register_attack
+from .base import IGNORE_INDEX, PIXEL_MAX, PIXEL_MIN, Attack, member_weighted, register_attack
 from .fitted import FitBatch, FittedAttack
 from .generators import build_generator, check_activation, check_norm, count_parameters
 from .pgd import check_positive
@@ -343,8 +343,9 @@ class GenerativePerturbation(FittedAttack):
         if not bool((goal != IGNORE_INDEX).any()):
             return None
         adv = torch.clamp(images + self._raw_to_delta(images), PIXEL_MIN, PIXEL_MAX)
-        ce = F.cross_entropy(model(adv), goal, ignore_index=IGNORE_INDEX)
-        return sign * torch.log(ce.clamp_min(_LOG_FLOOR))
+        # joint training on several models (an ensemble source) sums their fooling losses
+        return member_weighted(model(adv), lambda z: sign * torch.log(
+            F.cross_entropy(z, goal, ignore_index=IGNORE_INDEX).clamp_min(_LOG_FLOOR)))
 
     def _check_batch(self, batch, targeted: Optional[bool]):
         if not isinstance(batch, tuple) or len(batch) != 3:

@@ -35,7 +35,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .base import IGNORE_INDEX, Attack, project, register_attack
+from .base import IGNORE_INDEX, Attack, member_weighted, project, register_attack
 
 
 def check_positive(value, what: str) -> float:
@@ -68,7 +68,8 @@ def weighted_pixel_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
         Scalar: the weighted sum over all pixels of the batch. A sum (not a mean) keeps each image's
         gradient independent of the rest of the batch; sign steps ignore the scale.
     """
-    loss = F.cross_entropy(logits, labels.long(), ignore_index=ignore_index, reduction='none')
+    loss = member_weighted(logits, lambda z: F.cross_entropy(z, labels.long(), ignore_index=ignore_index,
+                                                             reduction='none'))
     if weights is not None:
         loss = loss * weights
     return loss.sum()

@@ -32,7 +32,7 @@ from typing import NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
-from .base import IGNORE_INDEX, pixel_cross_entropy, register_attack
+from .base import IGNORE_INDEX, member_weighted, pixel_cross_entropy, register_attack
 from .ifgsm import IterativeFGSM
 
 #: Metzen et al.'s confidence threshold τ (Sec. 3.2)
@@ -93,7 +93,8 @@ def metzen_pixel_weights(logits: torch.Tensor, target: torch.Tensor,
 def weighted_pixel_cross_entropy(logits: torch.Tensor, target: WeightedTarget,
                                  ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """``Σ_ij weight_ij · J_cls(logits_ij, labels_ij)`` per image, shape ``(N,)``."""
-    ce = F.cross_entropy(logits, target.labels.long(), ignore_index=ignore_index, reduction='none')
+    ce = member_weighted(logits, lambda z: F.cross_entropy(z, target.labels.long(),
+                                                           ignore_index=ignore_index, reduction='none'))
     return (target.weight * ce).flatten(1).sum(dim=1)
 
 

@@ -67,7 +67,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .base import IGNORE_INDEX, PIXEL_MAX, PIXEL_MIN, register_attack
+from .base import IGNORE_INDEX, PIXEL_MAX, PIXEL_MIN, member_weighted, register_attack
 from .fitted import FitBatch, FitData, FittedAttack
 from .pgd import check_num_steps, check_positive
 from .targeted import (METZEN_NUM_STEPS, METZEN_TAU, WeightedTarget, metzen_pixel_weights,
@@ -367,7 +367,8 @@ class UniversalPerturbation(FittedAttack):
         """Per-image loss ``(N,)``: Metzen's ``J^ω_ss`` (τ rule, 1/|I|) or the mean pixel CE."""
         if target is None:
             height, width = logits.shape[-2:]
-            ce = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction='none')
+            ce = member_weighted(logits, lambda z: F.cross_entropy(z, labels, ignore_index=IGNORE_INDEX,
+                                                                   reduction='none'))
             return ce.flatten(1).sum(dim=1) / float(height * width)
         target = self._mask_ignored(target, labels)
         weight = metzen_pixel_weights(logits, target, primary=target != labels, omega=self.omega,

@@ -73,6 +73,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attacks.base import member_weighted  # noqa: F401  (one definition; re-exported)
 from common.errors import ConfigError
 from common.names import NAME_PATTERN
 
@@ -244,23 +245,6 @@ class EnsembleLogits(torch.Tensor):
         out = prediction.as_subclass(cls)
         out.loss_terms = tuple(flat)
         return out
-
-
-def member_weighted(logits: torch.Tensor,
-                    loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """``Σ_k w_k loss_fn(z_k)`` for an ensemble's output, ``loss_fn(logits)`` for any other logits.
-
-    Works for scalar losses and per-pixel loss maps alike (the terms are added elementwise).
-    Members are plain logits tensors (:meth:`EnsembleLogits.wrap` flattens nested ensembles).
-    """
-    terms = getattr(logits, 'loss_terms', None)
-    if terms is None:
-        return loss_fn(logits)
-    total = None
-    for weight, member in terms:
-        term = loss_fn(member) * weight
-        total = term if total is None else total + term
-    return total
 
 
 def ensemble_pixel_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,

@@ -203,18 +203,18 @@ def test_ensemble_counters_and_loss_terms():
     assert [w for w, _ in outer(images(n=1, h=8, w=8)).loss_terms] == [2.0, 2.0, 1.0]
 
 
-def test_fgsm_through_the_proposed_pixel_cross_entropy(monkeypatch):
-    """With attacks.base.pixel_cross_entropy ensemble-aware (the one change proposed for it),
-    FGSM on the ensemble steps along sign(Σ_k w_k ∇L_k)."""
-    import attacks.base
-    from attacks import FGSM
-    monkeypatch.setattr(attacks.base, 'pixel_cross_entropy', ensemble_pixel_cross_entropy)
+@pytest.mark.parametrize('attack', ['fgsm', 'ifgsm'])
+def test_attacks_on_an_ensemble_follow_the_weighted_sum_of_losses(attack):
+    """attacks.base.pixel_cross_entropy is ensemble-aware: FGSM (and the first I-FGSM step) on the
+    ensemble steps along sign(Σ_k w_k ∇L_k)."""
+    from attacks import build_attack
     a, b = Toy(0), Toy(1)
     ens = EnsembleModel([a, b], weights=[1.0, 4.0])
     x = images(h=12, w=16).round()
     with torch.no_grad():
         labels = ens(x).argmax(1)
-    adv = FGSM(epsilon=4)(ens, x, labels=labels)
+    adv = build_attack({'type': attack, 'num_steps': 1, 'alpha': 4} if attack == 'ifgsm'
+                       else {'type': attack}, 4)(ens, x, labels=labels)
     g = torch.zeros_like(x)
     for w, m in ((1.0, a), (4.0, b)):
         xx = x.clone().requires_grad_(True)
