@@ -43,7 +43,7 @@ def main(argv=None):
             out = Path(tmp) / ('shared' if share else 'alone')
             t0 = time.perf_counter()
             # each run its own adversarial-example store, so neither reuses the other's images
-            Runner(suite, out, progress=False, share_trajectories=share, adv_dir=out / 'adv').run()
+            Runner(suite, out, progress=False, share_trajectories=share, adv_dir=Path(tmp) / f'adv_{share}').run()
             wall = time.perf_counter() - t0
             records = {r['cell_id']: r for _, r in ResultStore(out).iter_records() if r['key']['attack'] != 'clean'}
             figures[share] = (wall, sum(r['attack_stats']['gradient_images'] for r in records.values()), records)
