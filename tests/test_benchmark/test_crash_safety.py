@@ -52,6 +52,16 @@ def comparable(results):
     return out
 
 
+STORES = {}
+
+
+def store_files(root):
+    """The adversarial-example store's batches: relative path -> sha256 of the bytes."""
+    import hashlib
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in Path(root).rglob('batch_*') if p.is_file()}
+
+
 def stray_files(results):
     return sorted(p.relative_to(results).as_posix() for p in Path(results).rglob('*')
                   if p.is_file() and not p.name.endswith(('.json', '.npz')))
@@ -69,6 +79,7 @@ def reference(tmp_path_factory, synthetic_root, tiny_config, tiny_checkpoint):
     assert proc.returncode == 0, proc.stderr
     records = comparable(tmp / 'results')
     assert len(records) == 1 + 3 * 6
+    STORES['reference'] = store_files(tmp / 'adv')
     return records
 
 
@@ -102,6 +113,9 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, reference, synthetic_ro
     assert final.returncode == 0, final.stderr
     assert comparable(results) == reference
     assert stray_files(results) == []
+    # the generated store ends byte-identical to an uninterrupted generation's, with no stray files
+    assert store_files(adv) == STORES['reference']
+    assert not [p for p in adv.rglob('*') if p.is_file() and p.name.endswith('.tmp')]
 
 
 def test_two_runs_at_once_compute_each_cell_once(tmp_path, reference, synthetic_root, tiny_config,
