@@ -15,9 +15,24 @@ Outputs (per suite, in ``out_dir``):
 
 * ``README.md`` – per model: clean mIoU, IoU ratio of each attack at ε = 8 and its mean over the ε
   grid, ranked by the mean IoU ratio over attacks (the robustness score);
-* ``<suite>.csv`` – one row per cell (model, attack, ε, mIoU, IoU ratio, ...);
+* ``<suite>.csv`` – one row per cell (model, attack, ε, mIoU, IoU ratio, ...); in a suite with
+  transfer cells also a ``source`` column (the source id; the model itself for white-box cells);
 * ``<suite>_iou_ratio.png`` – IoU ratio against ε, one panel per attack, one line per model, in the
   style of Arnab et al. (2018) Fig. 2 and 3.
+
+**Transfer.** A cell's ``model`` is the target evaluated and its ``source_model`` the source the
+adversarial examples were generated on (None: white-box, the target itself). The summary table,
+its ranking and completeness count, the ε plots and the targeted table use white-box cells only
+(:func:`white_box`). Per suite and attack configuration (variant, ε) with transfer cells, the
+README gets matrices rows = targets × columns = sources of the IoU ratio, pixel accuracy (Xiang
+et al. 2018, Table 2) and mIoU, the white-box diagonal marked † and the strongest transfer source
+of each row in bold (:func:`transfer_matrix`, :func:`transfer_markdown`), and the files
+``<suite>_transfer_<attack>_eps<ε>.csv`` (one row per target and source) and ``.png`` / ``.svg``
+(heatmap, :func:`plot_transfer`). When ids of one model at several scales occur (``X.s0.5``,
+``X.s0.75``, ``X.s1`` and ``X``), the rows and columns follow Arnab et al. 2018 Table 1 (50 %,
+75 %, 100 %, multiscale, then the other models) and a scale table in that paper's layout follows
+(:func:`scale_table`). Pandas' ``to_markdown`` needs ``tabulate``, which the venv lacks, so the
+tables go through this module's escaping writer.
 """
 from __future__ import annotations
 
@@ -285,7 +300,13 @@ def summary_table(df: pd.DataFrame, reference_epsilon: float = REFERENCE_EPSILON
       stays near 1 whatever the attack does and would rank it as the most robust model. Twice the
       constant predictor's mIoU is a deliberately low bar (the demo models reach 19–24× it) that
       only excludes models which have not learnt to segment at all.
+
+    Only white-box cells (``source_model`` None) count: a transfer cell measures the source's
+    attack, not the target's robustness, so it enters neither the score nor the completeness count
+    (:func:`transfer_matrix` reports it). A target evaluated only on transferred examples (clean
+    and transfer cells, no white-box attack) has no row.
     """
+    df = _summary_cells(df)
     out = []
     variants = _variant_order(df)
     attacked = df[df.attack != CLEAN]
@@ -323,6 +344,25 @@ def summary_table(df: pd.DataFrame, reference_epsilon: float = REFERENCE_EPSILON
     return table
 
 
+def white_box(df: pd.DataFrame) -> pd.DataFrame:
+    """The white-box and clean cells of ``df`` (``source_model`` None: the source is the target)."""
+    if df.empty or 'source_model' not in df:
+        return df
+    return df[df.source_model.isna()]
+
+
+def _summary_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """The cells the summary table ranks: white-box ones, of the models with a white-box attack
+    or without any transfer cell (a suite without transfer keeps every model, even one with only
+    its clean cell, which is then flagged incomplete)."""
+    wb = white_box(df)
+    if len(wb) == len(df):
+        return df
+    attacked = set(wb[wb.attack != CLEAN].model)
+    transferred = set(df[df.source_model.notna()].model)
+    return wb[wb.model.isin(attacked) | ~wb.model.isin(transferred)]
+
+
 def _variant_order(df: pd.DataFrame) -> List[str]:
     """Attack variants (not clean) in the order of :func:`_attack_order`, then by label."""
     out = []
@@ -341,7 +381,8 @@ def targeted_table(df: pd.DataFrame) -> pd.DataFrame:
     """Cells of attacks towards a target map (a suite's ``target=``): one row per model, variant, ε.
 
     (Least-likely attacks also have a target, the clean image's least-likely classes; their success
-    rate is in the CSV.)"""
+    rate is in the CSV.) White-box cells only; transfer cells are in the CSV."""
+    df = white_box(df)
     rows = df[(df.attack != CLEAN) & df.has_target_map & df.targeted_success_rate.notna()]
     if rows.empty:
         return pd.DataFrame()
@@ -421,7 +462,9 @@ def _save_figure(fig, path: Union[str, Path]) -> Path:
 
 
 def plot_iou_ratio(df: pd.DataFrame, path: Union[str, Path], title: str = '') -> Path:
-    """IoU ratio (%) against ε (log scale), one panel per attack, one line per model."""
+    """IoU ratio (%) against ε (log scale), one panel per attack, one line per model (white-box
+    cells only)."""
+    df = _summary_cells(df)
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -453,7 +496,9 @@ def plot_iou_ratio(df: pd.DataFrame, path: Union[str, Path], title: str = '') ->
 
 def plot_targeted(df: pd.DataFrame, path: Union[str, Path], title: str = '') -> Optional[Path]:
     """Targeted metrics against ε, one panel per targeted attack variant (Fischer et al. Fig. 2
-    style: class pixels hidden and background preserved; success rate for static targets)."""
+    style: class pixels hidden and background preserved; success rate for static targets).
+    White-box cells only."""
+    df = white_box(df)
     rows = df[(df.attack != CLEAN) & df.has_target_map & df.targeted_success_rate.notna()]
     variants = [v for v in _variant_order(rows) if rows[rows.variant == v].epsilon.nunique() > 1]
     if not variants:
@@ -490,9 +535,282 @@ def plot_targeted(df: pd.DataFrame, path: Union[str, Path], title: str = '') -> 
     return _save_figure(fig, path)
 
 
+# --- transfer: source → target matrices, heatmaps and Arnab et al.'s scale table -------------
+
+#: A source / target id of a model at one scale (``model_zoo.wrappers.source_id``: ``NAME.s0.5``).
+_SCALE_ID = re.compile(r'^(?P<base>.+)\.s(?P<scale>[0-9]+(?:\.[0-9]+)?(?:e-?[0-9]+)?)$')
+#: Values of a transfer matrix: column of :func:`load_results` → label (all shown in %).
+TRANSFER_VALUES = {'iou_ratio': 'IoU ratio', 'pixel_accuracy': 'pixel accuracy', 'miou': 'mIoU'}
+WHITE_BOX_MARK = '†'
+TRANSFER_NOTE = (f'Rows: the target evaluated; columns: the source the adversarial examples were '
+                 f'generated on. {WHITE_BOX_MARK} white-box (the source is the target itself); '
+                 '**bold**: the strongest transfer source of the row (lowest value off the white-box '
+                 'diagonal); – not run.')
+
+
+def scale_of_id(ident: str) -> Tuple[str, Optional[float]]:
+    """``(base, scale)`` of a scale id (``'X.s0.5'`` → ``('X', 0.5)``), ``(ident, None)`` otherwise."""
+    m = _SCALE_ID.match(ident)
+    return (m['base'], float(m['scale'])) if m else (ident, None)
+
+
+def scale_families(ids) -> List[str]:
+    """The models (bases) of which ``ids`` hold at least one scale id, sorted."""
+    return sorted({base for base, scale in map(scale_of_id, ids) if scale is not None})
+
+
+def order_ids(ids, families: Optional[List[str]] = None) -> List[str]:
+    """Source / target ids in the order of Arnab et al. 2018 Table 1: each model with scale ids
+    first (50 %, 75 %, 100 %, ..., then the model itself, i.e. multiscale), then the other ids by
+    name. ``families`` (default: :func:`scale_families` of ``ids``) lets rows and columns share
+    one order."""
+    ids = list(dict.fromkeys(ids))
+    families = scale_families(ids) if families is None else list(families)
+
+    def key(ident):
+        base, scale = scale_of_id(ident)
+        if scale is not None and base in families:
+            return (0, families.index(base), scale, '')
+        if ident in families:
+            return (0, families.index(ident), math.inf, '')
+        return (1, 0, 0.0, ident)
+    return sorted(ids, key=key)
+
+
+def id_label(ident: str, families=(), short: bool = False) -> str:
+    """A row / column label: ``'X 50%'`` for ``X.s0.5``, ``'X multiscale'`` for ``X`` itself when
+    ``X`` has scale ids (Arnab et al.'s "Multiscale" column), the id otherwise; ``short`` leaves
+    out ``X`` (``'50%'``, ``'multiscale'``: the paper's column labels)."""
+    base, scale = scale_of_id(ident)
+    if scale is not None and base in families:
+        return f'{100 * scale:g}%' if short else f'{base} {100 * scale:g}%'
+    if ident in families:
+        return 'multiscale' if short else f'{ident} multiscale'
+    return ident
+
+
+def transfer_groups(df: pd.DataFrame) -> List[Tuple[str, str, float]]:
+    """``(attack, variant, ε)`` of every attack configuration with transfer cells in ``df`` (one
+    suite and dataset), in the summary table's order."""
+    if df.empty or 'source_model' not in df:
+        return []
+    t = df[df.source_model.notna() & (df.attack != CLEAN)]
+    return [(t[t.variant == v].attack.iloc[0], v, float(e))
+            for v in _variant_order(t) for e in sorted(t[t.variant == v].epsilon.unique())]
+
+
+def transfer_cells(df: pd.DataFrame, variant: str, epsilon: float) -> pd.DataFrame:
+    """The cells of one attack configuration as ``target, source, white_box`` plus their values
+    (:data:`TRANSFER_VALUES`, ``clean_miou``, ``cell_id``); a white-box cell is its target's own
+    source."""
+    g = df[(df.variant == variant) & np.isclose(df.epsilon, epsilon) & (df.attack != CLEAN)]
+    out = pd.DataFrame({'target': g.model, 'source': g.source_model.where(g.source_model.notna(), g.model),
+                        'white_box': g.source_model.isna()})
+    for col in (*TRANSFER_VALUES, 'clean_miou', 'cell_id'):
+        out[col] = g[col]
+    return out.reset_index(drop=True)
+
+
+def transfer_matrix(df: pd.DataFrame, variant: str, epsilon: float, value: str = 'iou_ratio',
+                    families: Optional[List[str]] = None) -> pd.DataFrame:
+    """Rows = targets, columns = sources, cells = ``value`` (a fraction; NaN where not run).
+
+    The white-box cell of a target that is also a source sits at ``(target, target)``. Rows and
+    columns follow :func:`order_ids` (with ``families`` from every id of the matrix by default).
+    """
+    cells = transfer_cells(df, variant, epsilon)
+    if families is None:
+        families = scale_families(set(cells.target) | set(cells.source))
+    matrix = cells.pivot(index='target', columns='source', values=value)
+    matrix = matrix.reindex(index=order_ids(cells.target, families),
+                            columns=order_ids(cells.source, families)).astype(float)
+    matrix.index.name, matrix.columns.name = 'target', 'source'
+    return matrix
+
+
+def _matrix_markdown(blocks: List[Tuple[str, pd.DataFrame]], families=(), corner: str = 'target \\ source',
+                     short_columns: bool = False) -> str:
+    """One Markdown table of one or more matrices side by side (same rows, the union in order),
+    values in %, the white-box diagonal marked and each block's strongest transfer source per row
+    in bold (ties all bold). ``short_columns``: columns of a single scale family labelled as in
+    the paper (``50%``, ..., ``multiscale``)."""
+    rows = order_ids([t for _, m in blocks for t in m.index], families)
+    header = [md_escape(corner)] + [md_escape(f'{title}: ' * bool(title) + id_label(s, families, short_columns))
+                                   for title, m in blocks for s in m.columns]
+    lines = ['| ' + ' | '.join(header) + ' |', '|---|' + '---:|' * (len(header) - 1)]
+    for target in rows:
+        cells = [md_escape(id_label(target, families))]
+        for _, m in blocks:
+            values = m.loc[target] if target in m.index else pd.Series(np.nan, index=m.columns)
+            off = values[(values.index != target) & values.notna()]
+            best = off.min() if len(off) else None
+            for source, v in values.items():
+                text = _fmt(float(v))
+                if source == target and not math.isnan(v):
+                    text += WHITE_BOX_MARK
+                elif best is not None and v == best:
+                    text = f'**{text}**'
+                cells.append(text)
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def transfer_markdown(matrix: pd.DataFrame, families=()) -> str:
+    """:func:`transfer_matrix` as a Markdown table (values in %, see :data:`TRANSFER_NOTE`)."""
+    return _matrix_markdown([('', matrix)], families)
+
+
+def _save_figure_as(fig, path: Union[str, Path], formats=('png', 'svg')) -> List[Path]:
+    """Write ``fig`` once per format (``path`` with that suffix), atomically and reproducibly
+    (no date in the SVG, fixed SVG ids)."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+    out = []
+    try:
+        for fmt in formats:
+            buf = io.BytesIO()
+            with matplotlib.rc_context({'svg.hashsalt': 'segbench'}):
+                fig.savefig(buf, format=fmt, dpi=120,
+                            metadata={'Date': None} if fmt == 'svg' else None)
+            target = Path(path).with_suffix(f'.{fmt}')
+            atomic_write_bytes(target, buf.getvalue())
+            out.append(target)
+    finally:
+        plt.close(fig)
+    return out
+
+
+def plot_transfer(matrix: pd.DataFrame, path: Union[str, Path], title: str = '', families=(),
+                  value_label: str = 'IoU ratio (%)') -> List[Path]:
+    """Heatmap of a :func:`transfer_matrix` (values in %, annotated; the white-box cells outlined),
+    written as PNG and SVG (``path`` with each suffix); returns both paths."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+    values = 100 * matrix.to_numpy(dtype=float)
+    n_rows, n_cols = values.shape
+    row_labels = [_plot_text(id_label(t, families)) for t in matrix.index]
+    col_labels = [_plot_text(id_label(s, families)) for s in matrix.columns]
+    longest_row = max(map(len, row_labels), default=0)
+    longest_col = max(map(len, col_labels), default=0)
+    fig, ax = plt.subplots(figsize=(3.0 + 0.8 * n_cols + 0.065 * longest_row,
+                                    1.8 + 0.45 * n_rows + 0.04 * longest_col), layout='constrained')
+    image = ax.imshow(np.ma.masked_invalid(values), cmap='viridis', vmin=0, vmax=100, aspect='auto')
+    for i, target in enumerate(matrix.index):
+        for j, source in enumerate(matrix.columns):
+            v = values[i, j]
+            ax.text(j, i, '–' if math.isnan(v) else f'{v:.1f}', ha='center', va='center', fontsize=8,
+                    color='black' if not math.isnan(v) and v > 60 else 'white' if not math.isnan(v)
+                    else 'grey')
+            if source == target:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor='red', lw=2))
+    ax.set_xticks(range(n_cols))
+    ax.set_xticklabels(col_labels, rotation=30, ha='right', fontsize=8)
+    ax.set_yticks(range(n_rows))
+    ax.set_yticklabels(row_labels, fontsize=8)
+    ax.set_xlabel('source (adversarial examples generated on)')
+    ax.set_ylabel('target (evaluated)')
+    fig.colorbar(image, ax=ax, label=value_label)
+    if title:
+        ax.set_title(_plot_text(title), fontsize=9)
+    return _save_figure_as(fig, path)
+
+
+def scale_table(df: pd.DataFrame, reference_epsilon: float = REFERENCE_EPSILON
+                ) -> Optional[Tuple[List[Tuple[str, pd.DataFrame]], List[str]]]:
+    """Arnab et al. 2018 Table 1 (https://arxiv.org/abs/1711.09856, Sec. 6.2): IoU ratio of every
+    target (rows) under the examples of every source (columns), one block of columns per attack
+    configuration at ``reference_epsilon`` (at every ε when none has it), ids ordered 50 %, 75 %,
+    100 %, multiscale, then the other models (:func:`order_ids`).
+
+    Returns ``(blocks, families)`` – ``blocks`` a list of ``(title, matrix)`` – or None when no
+    source or target of ``df`` is a scale id (``X.s0.5``).
+    """
+    groups = transfer_groups(df)
+    ids = set()
+    for _, variant, eps in groups:
+        cells = transfer_cells(df, variant, eps)
+        ids |= set(cells.target) | set(cells.source)
+    families = scale_families(ids)
+    if not families:
+        return None
+    at_ref = [g for g in groups if math.isclose(g[2], reference_epsilon)]
+    return [(f'{variant} ε={eps:g}', transfer_matrix(df, variant, eps, families=families))
+            for _, variant, eps in (at_ref or groups)], families
+
+
+def _transfer_stem(df: pd.DataFrame, attack: str, variant: str, epsilon: float) -> str:
+    """``<attack>_eps<ε>`` for a file name, with the variant's options when the attack has several."""
+    variants = {v for a, v, _ in transfer_groups(df) if a == attack}
+    name = attack
+    if len(variants) > 1 and variant != attack_label(attack):
+        name += '_' + _file_stem(variant[len(attack_label(attack)):].strip(' ()').replace(', ', '_'))
+    return f'{_file_stem(name)}_eps{f"{epsilon:g}".replace(".", "p")}'
+
+
+def transfer_section(df: pd.DataFrame, out_dir: Union[str, Path], stem: str, suite: str, dataset: str,
+                     reference_epsilon: float, written: Dict[str, object]) -> List[str]:
+    """README lines (Markdown) of one suite and dataset's transfer cells: per attack configuration
+    a matrix of IoU ratio, pixel accuracy (Xiang et al. 2018 Table 2's metric) and mIoU, a heatmap
+    and a CSV; then the scale table when sources or targets include scale ids. Adds the tables
+    and files to ``written``."""
+    out_dir = Path(out_dir)
+    groups = transfer_groups(df)
+    if not groups:
+        return []
+    key = (suite, dataset)
+    parts = ['### Transfer', '',
+             'Adversarial examples generated on one model (the source) and evaluated on another (the '
+             'target). The ranking above counts white-box cells only. ' + TRANSFER_NOTE, '']
+    only_transfer = sorted(set(df[df.source_model.notna()].model)
+                           - set(white_box(df)[white_box(df).attack != CLEAN].model))
+    if only_transfer:
+        parts += ['Targets evaluated on transferred examples only (no white-box attack, so not in the '
+                  'ranking): ' + ', '.join(md_escape(m) for m in only_transfer) + '.', '']
+    for attack, variant, eps in groups:
+        cells = transfer_cells(df, variant, eps)
+        families = scale_families(set(cells.target) | set(cells.source))
+        file_stem = f'{stem}_transfer_{_transfer_stem(df, attack, variant, eps)}'
+        csv_path = out_dir / f'{file_stem}.csv'
+        ordered = cells.assign(_r=cells.target.map({t: i for i, t in enumerate(order_ids(cells.target, families))}),
+                               _c=cells.source.map({s: i for i, s in enumerate(order_ids(cells.source, families))}))
+        ordered = ordered.sort_values(['_r', '_c']).drop(columns=['_r', '_c'])
+        atomic_write_bytes(csv_path, ordered.to_csv(index=False).encode())
+        written['files'].append(csv_path)
+        parts += [f'#### {md_escape(variant)}, ε = {eps:g}', '']
+        for value, label in TRANSFER_VALUES.items():
+            matrix = transfer_matrix(df, variant, eps, value, families)
+            written['tables'][(*key, 'transfer', variant, eps, value)] = matrix
+            parts += [f'{label} (%):', '', transfer_markdown(matrix, families), '']
+        figures = plot_transfer(transfer_matrix(df, variant, eps, 'iou_ratio', families),
+                                out_dir / f'{file_stem}.png', f'{suite}: {variant}, ε={eps:g}', families)
+        written['figures'] += figures
+        parts += [f'![IoU ratio, source → target]({figures[0].name}) (also [SVG]({figures[1].name}); '
+                  f'cells: [`{csv_path.name}`]({csv_path.name}))', '']
+    scale = scale_table(df, reference_epsilon)
+    if scale is not None:
+        blocks, families = scale
+        written['tables'][(*key, 'scale')] = pd.concat(dict(blocks), axis=1)
+        sources = {s for _, m in blocks for s in m.columns}
+        short = len(families) == 1 and all(scale_of_id(s)[0] == families[0] for s in sources)
+        parts += ['### Scale table (layout of Arnab et al. 2018, Table 1)', '',
+                  'IoU ratio (%) of each target (rows) under adversarial examples generated at each '
+                  'scale (columns' + (f' of {md_escape(families[0])}' if short else '') + '); "X 50%" '
+                  'is model X run on the image resized to 50 % (logits resized back, the perturbation '
+                  'at full resolution), "X multiscale" the model as listed in the suite. '
+                  + TRANSFER_NOTE, '',
+                  _matrix_markdown(blocks, families, corner='network evaluated', short_columns=short), '']
+    return parts
+
+
 def make_leaderboard(results_dir: Union[str, Path], out_dir: Union[str, Path],
                      reference_epsilon: float = REFERENCE_EPSILON) -> Dict[str, object]:
-    """Render README.md, one CSV and one figure per suite; returns what was written.
+    """Render README.md, one CSV and one figure per suite, and the transfer matrices, heatmaps and
+    CSVs of suites with transfer cells (:func:`transfer_section`); returns what was written:
+    ``written['tables']`` (summary tables by ``(suite, dataset)``, targeted tables, transfer
+    matrices by ``(suite, dataset, 'transfer', variant, ε, value)``, scale tables by
+    ``(suite, dataset, 'scale')``), ``written['figures']`` and ``written['files']`` (CSVs).
 
     ``written['refused']`` lists the :class:`benchmark.store.Problem` s of the records that were
     refused (also in the README's "Refused records" section).
@@ -517,14 +835,20 @@ def make_leaderboard(results_dir: Union[str, Path], out_dir: Union[str, Path],
              'the mean IoU ratio over the attacks and the ε grid ("robustness"); a model with missing '
              'cells, a clean mIoU near chance level or random weights is listed after the ranked ones, unranked, with '
              'the reason under "flags".', '']
-    written: Dict[str, object] = {'tables': {}, 'figures': [], 'refused': refused}
+    written: Dict[str, object] = {'tables': {}, 'figures': [], 'files': [], 'refused': refused}
     for suite, sdf in df.groupby('suite', sort=True):
         for dataset, ddf in sdf.groupby('dataset', sort=True):
             table = summary_table(ddf, reference_epsilon)
             written['tables'][(suite, dataset)] = table
+            wb = white_box(ddf)
             stem = suite if sdf.dataset.nunique() == 1 else f'{suite}_{_file_stem(dataset)}'
             csv_path = out_dir / f'{stem}.csv'
-            atomic_write_bytes(csv_path, ddf.drop(columns=['path', 'chance_miou', 'random_weights']).to_csv(index=False).encode())
+            cells = ddf.drop(columns=['path', 'chance_miou', 'random_weights'])
+            if len(wb) < len(ddf):   # transfer cells: name every cell's source (the model itself if white-box)
+                cells.insert(cells.columns.get_loc('source_model') + 1, 'source',
+                             cells.source_model.where(cells.source_model.notna(), cells.model))
+            atomic_write_bytes(csv_path, cells.to_csv(index=False).encode())
+            written['files'].append(csv_path)
             eps = ', '.join(f'{e:g}' for e in sorted(ddf[ddf.attack != CLEAN].epsilon.unique()))
             n_img = int(ddf.num_images.max())
             role = ''
@@ -550,15 +874,16 @@ def make_leaderboard(results_dir: Union[str, Path], out_dir: Union[str, Path],
                 if tfig is not None:
                     written['figures'].append(tfig)
                     parts += [f'![Targeted metrics against ε]({tfig.name})', '']
-            queries = ddf[ddf.queries.notna()]
+            queries = wb[wb.queries.notna()]
             if not queries.empty:
                 parts += ['Queries per image (black-box attacks): ' + '; '.join(
                     f'{md_escape(r.model)} {md_escape(r.variant)} ε={r.epsilon:g}: {r.queries:.0f}'
                     for r in queries.itertuples()) + '.', '']
-            if any(ddf[ddf.variant == v].epsilon.nunique() > 1 for v in _variant_order(ddf)):
+            if any(wb[wb.variant == v].epsilon.nunique() > 1 for v in _variant_order(wb)):
                 fig = plot_iou_ratio(ddf, out_dir / f'{stem}_iou_ratio.png', f'{suite}: {dataset}')
                 written['figures'].append(fig)
                 parts += [f'![IoU ratio against ε]({fig.name})', '']
+            parts += transfer_section(ddf, out_dir, stem, suite, dataset, reference_epsilon, written)
             parts += [f'All cells: [`{csv_path.name}`]({csv_path.name})', '']
     if refused:
         root = Path(results_dir)

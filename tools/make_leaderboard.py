@@ -1,6 +1,9 @@
 #!/usr/bin/env python
 """Render the leaderboard (Markdown, CSV, figures) from stored result records only.
 
+Suites with transfer cells also get source → target matrices (README, CSV, PNG/SVG heatmap) and,
+when a model appears at several scales, the scale table of Arnab et al. 2018 Table 1.
+
 Records that fail verification are refused (listed under "Refused records" in the README and
 logged as warnings) and the rest is rendered; ``--strict`` then exits with status 1.
 """
@@ -17,7 +20,8 @@ def main(argv=None):
     p.add_argument('--results-dir', default=str(REPO_ROOT / 'results'))
     p.add_argument('--out-dir', default=str(REPO_ROOT / 'leaderboard'))
     p.add_argument('--reference-epsilon', type=float, default=8.0,
-                   help='ε of the per-attack column in the summary table (default 8)')
+                   help='ε of the per-attack column in the summary table and of the blocks of '
+                        'the scale table (default 8)')
     p.add_argument('--strict', action='store_true',
                    help='exit with status 1 when a record was refused (after rendering the rest)')
     args = p.parse_args(argv)
@@ -32,7 +36,8 @@ def main(argv=None):
     check_output_dir(args.out_dir, '--out-dir')   # before reading any record
     from leaderboard.report import make_leaderboard
     written = make_leaderboard(args.results_dir, args.out_dir, args.reference_epsilon)
-    print(f'wrote {written["readme"]} and {len(written["figures"])} figure(s)')
+    print(f'wrote {written["readme"]}, {len(written["files"])} CSV file(s) and '
+          f'{len(written["figures"])} figure(s)')
     column = f'ε={eps:g}'
     if not any(column in str(c) for table in written['tables'].values() for c in table.columns):
         # legal, but almost certainly a typo: say so rather than render tables without the column
