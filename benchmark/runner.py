@@ -575,6 +575,8 @@ class Runner:
                     if key.key_hash not in self._generated:
                         self.adv_store.discard(key)
             self.adv_store.sweep_temporary()
+            # images complete under each key: stored, with their generation side file (read once)
+            complete = [set(self.adv_store.stored_ids(k)) & set(self._read_generation(k)) for k in keys]
             offset = 0
             for images, labels, ids in data.dataset.batches(self.suite.batch_size):
                 n = len(images)
@@ -583,11 +585,7 @@ class Runner:
                 # a batch missing for any ε is generated for the whole grid again (the stored ε
                 # come out bit-identical), so its records and costs never depend on where an
                 # earlier run was interrupted
-                if all(not self.adv_store.missing(k, ids) and not set(ids) - set(self._read_generation(k))
-                       for k in keys):
-                    todo = []
-                else:
-                    todo = list(range(len(keys)))
+                todo = [] if all(set(ids) <= c for c in complete) else list(range(len(keys)))
                 if not todo:
                     if bar is not None:
                         bar.update(n)
@@ -635,6 +633,7 @@ class Runner:
                     self.adv_store.put(key, ids, images.cpu(), adv.cpu())
                     self._write_generation(key, ids, result, cell_target, linf, costs[j], plan)
                     self._generated.add(key.key_hash)
+                    complete[i].update(ids)
                 if bar is not None:
                     bar.update(n)
 
