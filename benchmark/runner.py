@@ -192,28 +192,25 @@ class Runner:
         self._static_maps = self._check_targets(datasets)
         self._plans = self.suite.attack_instances()
         outcomes: List[CellOutcome] = []
-        todo = []
+        pending: Dict[str, list] = {}
         for tid in self.target_ids:
-            stored, pending = self._split_cells(tid, datasets)
-            if not pending:
+            stored, cells = self._split_cells(tid, datasets)
+            if not cells:
                 logger.info('%s: all %d cells stored', tid, len(stored))
                 outcomes.extend(stored)
                 continue
-            todo.append(tid)
-        if not todo:
+            pending[tid] = cells
+        if not pending:
             return outcomes
-        needed_models = sorted({name for tid in todo for _, _, _, s in self._pending_of(tid, datasets)
+        needed_models = sorted({name for cells in pending.values() for _, _, _, s in cells
                                 if s is not None for name in s.model_names}
-                               | {name for tid in todo for name in self.suite.endpoint(tid).model_names},
+                               | {name for tid in pending for name in self.suite.endpoint(tid).model_names},
                                key=list(self._entries).index)
         self._check_models([self._entries[n] for n in needed_models])
         self.adv_store.check_writable()
-        if self.jobs > 1 and len(todo) > 1 and not self.suite.transfer:
-            return outcomes + self._run_parallel(todo)
-        return outcomes + self._run_targets(todo, datasets)
-
-    def _pending_of(self, tid, datasets):
-        return self._split_cells(tid, datasets)[1]
+        if self.jobs > 1 and len(pending) > 1 and not self.suite.transfer:
+            return outcomes + self._run_parallel(list(pending))
+        return outcomes + self._run_targets(pending, datasets)
 
     def _split_cells(self, tid: str, datasets):
         """``(stored outcomes, pending [(role, key, plan, source)])`` of one target.
@@ -372,15 +369,16 @@ class Runner:
         return outcomes
 
     # -- stages ---------------------------------------------------------------------------------------
-    def _run_targets(self, target_ids, datasets) -> List[CellOutcome]:
+    def _run_targets(self, pending: Dict[str, list], datasets) -> List[CellOutcome]:
         """Generate what the pending cells need, source by source; evaluate each target as soon
         as every source it needs is generated (a white-box model right after its own generation,
         reusing the built model and its clean predictions)."""
+        target_ids = list(pending)
         needs: Dict[str, List[_Need]] = {}
         waits: Dict[str, set] = {}
         for tid in target_ids:
             waits[tid] = set()
-            for role, _, plan, source in self._pending_of(tid, datasets):
+            for role, _, plan, source in pending[tid]:
                 if plan is None:
                     continue
                 needs.setdefault(source.id, [])

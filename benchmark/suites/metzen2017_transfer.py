@@ -4,6 +4,8 @@
 # ground-truth map of the training split as the target of every image, ε = 10) is fitted on the
 # FCN demo (60 steps over the 64 fitting images) and applied, unchanged, to the held-out images
 # of every target; success rate = pixel accuracy against the static target.
+# Cost: 3 min 13 s for the 12 cells, nearly all of it the fit (8 + 64 images, 1 thread, shared
+# 2-core machine).
 suite_name = 'metzen2017_transfer'
 description = 'Metzen et al. (2017): a universal perturbation fitted on FCN, evaluated on five models'
 dataset = dict(type='synthetic_cityscapes', split='val', seed=0, num_images=8)
