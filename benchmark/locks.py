@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from .errors import ResultsError
+from common.errors import ResultsError
 
 
 class DirectoryLock:

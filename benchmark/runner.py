@@ -42,13 +42,17 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from common.atomic import atomic_write_bytes, check_writable_dir
+from common.errors import BenchmarkError, ConfigError, DatasetError, ResultsError
+from common.hashing import sha256_file
+from common.names import canonical_json
+
 from . import metrics
 from .adv_store import AdversarialStore, AdvKey
-from .cells import CellKey, canonical_json
-from .errors import BenchmarkError, ConfigError, DatasetError, ResultsError
+from .cells import CellKey
 from .locks import DirectoryLock
 from .provenance import git_state, hostname, now_iso, package_versions
-from .store import ResultStore, atomic_write_bytes, check_writable_dir, make_record, sha256_file
+from .store import ResultStore, make_record
 from .suite import EVAL, FIT, Endpoint, Suite, load_suite
 
 logger = logging.getLogger(__name__)

@@ -45,8 +45,10 @@ import numbers
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from .cells import CLEAN, CellKey, canonical_json, check_name
-from .errors import ConfigError
+from common.errors import ConfigError
+from common.names import canonical_json, check_name
+
+from .cells import CLEAN, CellKey
 from .target_specs import check_mask_spec, check_target_spec
 
 ARNAB_EPSILONS = (0.25, 0.5, 1, 2, 4, 8, 16, 32)
