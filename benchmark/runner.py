@@ -969,10 +969,12 @@ def _run_model_worker(suite, results_dir, force, model, progress, device, share,
         logging.getLogger(noisy).setLevel(logging.WARNING)
     torch.set_num_threads(threads)
     position = slots.get() if slots is not None else None
+    from tqdm.contrib.logging import logging_redirect_tqdm
     try:
-        return Runner(suite, results_dir, force=force, models=[model], progress=progress,
-                      device=device, share_trajectories=share, jobs=1, adv_dir=adv_dir,
-                      _bar_position=position).run()
+        with logging_redirect_tqdm():   # log lines above this worker's progress bar, not through it
+            return Runner(suite, results_dir, force=force, models=[model], progress=progress,
+                          device=device, share_trajectories=share, jobs=1, adv_dir=adv_dir,
+                          _bar_position=position).run()
     finally:
         if slots is not None:
             slots.put(position)

@@ -66,8 +66,10 @@ def main(argv=None):
             'They are committed to the repository; restore them with git checkout, or retrain them with '
             'python tools/train_demo_zoo.py --models NAME (4 to 95 minutes per model on one core '
             'of a 2-core CPU; see model_zoo/README.md).')
-    outcomes = Runner(suite, args.results_dir, force=args.force, models=args.models,
-                      progress=not args.no_progress, device=args.device, jobs=args.jobs).run()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+    with logging_redirect_tqdm():   # log lines go above the progress bar instead of through it
+        outcomes = Runner(suite, args.results_dir, force=args.force, models=args.models,
+                          progress=not args.no_progress, device=args.device, jobs=args.jobs).run()
     computed = sum(o.status == 'computed' for o in outcomes)
     log = logging.getLogger('run_benchmark')
     log.info('%d cells computed, %d already stored, records under %s', computed,
