@@ -178,6 +178,7 @@ class Runner:
         self._clean: Dict[Tuple[str, str], CleanMaps] = {}
         self._artifacts: Dict[Tuple[str, int], dict] = {}
         self._generated: set = set()
+        self._generation_cache: Dict[str, Dict[str, dict]] = {}
         self._num_classes: Optional[int] = None
 
     # -- plan ------------------------------------------------------------------------------------
@@ -572,10 +573,12 @@ class Runner:
                     logger.info('%s: another run is generating it; waiting', key.describe())
                     lock.acquire(blocking=True)
                 locks.callback(lock.release)
+                self._generation_cache.pop(key.key_hash, None)   # another run may have written it
             if self.force:
                 for key in keys:
                     if key.key_hash not in self._generated:
                         self.adv_store.discard(key)
+                        self._generation_cache.pop(key.key_hash, None)
             self.adv_store.sweep_temporary()
             # images complete under each key: stored, with their generation side file (read once)
             complete = [set(self.adv_store.stored_ids(k)) & set(self._read_generation(k)) for k in keys]
@@ -661,9 +664,16 @@ class Runner:
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         atomic_write_bytes(self._generation_file(self.adv_store.group_dir(key), ids), buf.getvalue())
+        self._generation_cache.pop(key.key_hash, None)
 
     def _read_generation(self, key: AdvKey) -> Dict[str, dict]:
-        """Per image id: ``{'meta': batch meta, 'info': {name: value}, 'target_map': array|None}``."""
+        """Per image id: ``{'meta': batch meta, 'info': {name: value}, 'target_map': array|None}``
+        (read once per key and run; a write forgets it)."""
+        if key.key_hash not in self._generation_cache:
+            self._generation_cache[key.key_hash] = self._load_generation(key)
+        return self._generation_cache[key.key_hash]
+
+    def _load_generation(self, key: AdvKey) -> Dict[str, dict]:
         out: Dict[str, dict] = {}
         directory = self.adv_store.group_dir(key)
         if not directory.is_dir():
