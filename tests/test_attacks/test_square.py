@@ -347,3 +347,37 @@ def test_targeted_decreases_ce_to_target(toy_model, images):
                                                       rel=1e-5)
     assert isinstance(attack.run(toy_model, images), AttackResult)
     assert attack.reference_target(None) is None      # scored as untargeted by the runner
+
+
+# -- pinned outputs ----------------------------------------------------------------------------
+#: sha256 of (adversarial images as float32 bytes, then the per-image query counts as int64 bytes)
+#: of a 60-query run on the ``images`` fixture, recorded before the stripe layout was made
+#: contiguous: a speed change must not change any result, for either initialisation.
+PINNED = {
+    ('vertical', False, False): 'acab8996e9b67c736913db270accf296c775d31856bc9f70b060f5e082d780b1',
+    ('vertical', False, True): '0b5021b9347535ee5e2463ab412afaccec657e3f60dd2221630563b5f2ee8771',
+    ('vertical', True, False): '686cf5adc7b89b791d3f3c4417caad1bcea32995e054f89fcd1ebae358d6dcea',
+    ('vertical', True, True): 'd497f7457922b7c6a751e07d7733b622bacbc4d1c6b4ab5f3627fcddd2d7621a',
+    ('horizontal', False, False): '49a83d4130d617bf0cc04e118e18ff0dc0a00b27e70eb5ed9985490e43148ba6',
+    ('horizontal', False, True): '4d54895ee1ed3422c4850d48a28941e945c0bc12060250d4bd64548849f5c1be',
+    ('horizontal', True, False): '7f4ddf30e718fe6d4ad70fecf600bc824e6466c29c6b728f3c0ecbec26546815',
+    ('horizontal', True, True): 'f475a1850e5082fa2c1cee828ab52b48dd5ff2c6867e94d3bf6ee6d1df500419',
+}
+
+
+@pytest.mark.parametrize('init', ['vertical', 'horizontal'])
+@pytest.mark.parametrize('use_mask', [False, True])
+@pytest.mark.parametrize('targeted', [False, True])
+def test_pinned_output(init, use_mask, targeted, toy_model, images):
+    import hashlib
+    mask = torch.ones(3, H, W)
+    mask[:, :, :5] = 0
+    mask[2] = 0
+    mask[2, 3:9, 10:20] = 1
+    target = torch.full((3, H, W), 2, dtype=torch.long) if targeted else None
+    result = SquareAttack(8, num_queries=60, p_init=0.3, init=init).run(
+        toy_model, images, target=target, mask=mask if use_mask else None)
+    assert result.info['queries'].tolist() == [60, 60, 60]
+    digest = hashlib.sha256(result.adv.contiguous().numpy().tobytes())
+    digest.update(result.info['queries'].numpy().tobytes())
+    assert digest.hexdigest() == PINNED[init, use_mask, targeted]
