@@ -210,10 +210,15 @@ class SquareAttack(Attack):
         return [image_generator(self.seed, img) for img in images]
 
     def _stripes(self, generator: torch.Generator, height: int, width: int) -> torch.Tensor:
-        """``(3, H, W)`` ±ε stripes of one image: constant along columns or rows per channel."""
+        """``(3, H, W)`` ±ε stripes of one image: constant along columns or rows per channel.
+
+        Materialised row-major for both orientations (never a stride-0 view of the per-column or
+        per-row signs), so every later query works on the same contiguous layout and both
+        initialisations cost the same per query.
+        """
         shape = (3, 1, width) if self.init == 'vertical' else (3, height, 1)
         signs = torch.randint(0, 2, shape, generator=generator).float() * 2 - 1
-        return (signs * self.epsilon).expand(3, height, width).clone()
+        return (signs * self.epsilon).expand(3, height, width).clone(memory_format=torch.contiguous_format)
 
     def initial_delta(self, images: torch.Tensor,
                       generators: Optional[List[torch.Generator]] = None) -> torch.Tensor:

@@ -381,3 +381,19 @@ def test_pinned_output(init, use_mask, targeted, toy_model, images):
     digest = hashlib.sha256(result.adv.contiguous().numpy().tobytes())
     digest.update(result.info['queries'].numpy().tobytes())
     assert digest.hexdigest() == PINNED[init, use_mask, targeted]
+
+
+@pytest.mark.parametrize('init', ['vertical', 'horizontal'])
+def test_same_work_per_query_for_both_inits(init, toy_model, images):
+    """Both stripe layouts give the model the same contiguous (N, 3, H, W) batches, one per query,
+    and keep a contiguous perturbation: neither orientation pays for a strided layout."""
+    attack = SquareAttack(8, num_queries=20, p_init=0.3, init=init)
+    delta = attack.initial_delta(images)
+    assert delta.is_contiguous() and delta.stride() == images.contiguous().stride()
+    model = Recorder(toy_model)
+    adv, info, *_ = attack.run(model, images)
+    assert len(model.calls) == 1 + 20                    # the clean pass, then one per query
+    assert info['queries'].tolist() == [20] * len(images)
+    # the recorder's clone keeps a dense tensor's strides (preserve_format)
+    assert all(c['x'].shape == images.shape and c['x'].is_contiguous() for c in model.calls[1:])
+    assert adv.is_contiguous()
