@@ -182,7 +182,9 @@ class PixelSpaceModel(nn.Module):
         logits = self._slide_logits(x) if self.mode == 'slide' else self._tensor_logits(x)
         logits = logits[:, :, :h, :w]
         if self.check_finite:
-            if not bool(torch.isfinite(logits).all()):
+            # one reduction instead of a full boolean map: the sum is finite unless an element is
+            # NaN/Inf (or the sum overflows, which the exact check below then rules out)
+            if not bool(torch.isfinite(logits.detach().sum())) and not bool(torch.isfinite(logits).all()):
                 raise ModelError(f'model {self._label()} produced non-finite logits (NaN or Inf) on '
                                  f'{n} image(s) of {h}x{w}: its weights or its config are broken '
                                  '(e.g. NaN weights, a diverged training run); no result can be '

@@ -171,3 +171,23 @@ def test_clean_cell_records_the_confidence_of_the_prediction(make, tmp_path):
     assert conf['mean_top_probability'] == pytest.approx(sum(tops) / len(tops), rel=1e-6)
     assert 0 < conf['mean_top_probability'] <= 1 and 0 <= conf['mean_entropy_nats'] <= np.log(19)
     assert check_paths([tmp_path / 'r']) == []
+
+
+class _Constant(nn.Module):
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x, mode='tensor'):
+        return torch.full((x.shape[0], 3, x.shape[2], x.shape[3]), self.value) + 0 * x[:, :1]
+
+
+def test_finite_check_is_exact():
+    """Huge but finite logits (their sum overflows) pass; one NaN does not."""
+    images = torch.rand(1, 3, 8, 8) * 255
+    assert torch.isinf(PixelSpaceModel(_Constant(3e38), num_classes=3)(images).sum())
+    PixelSpaceModel(_Constant(float('nan')), num_classes=3).check_finite = False
+    with pytest.raises(ModelError, match='non-finite logits'):
+        PixelSpaceModel(_Constant(float('nan')), num_classes=3)(images)
+    with pytest.raises(ModelError, match='non-finite logits'):
+        PixelSpaceModel(_Constant(float('inf')), num_classes=3)(images)
