@@ -73,7 +73,7 @@ from typing import Any, Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
-from .base import IGNORE_INDEX, Attack, AttackResult, project, register_attack
+from .base import IGNORE_INDEX, Attack, AttackResult, member_weighted, project, register_attack
 from .pgd import check_positive
 
 #: Andriushchenko et al.'s L∞ default ``p_init`` (``--p`` in attack.py: "Linf standard: 0.05")
@@ -133,7 +133,8 @@ def image_generator(seed: int, image: torch.Tensor, salt: str = 'square') -> tor
 def per_image_loss(logits: torch.Tensor, labels: torch.Tensor,
                    ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Mean per-pixel cross-entropy of each image over its valid pixels, ``(N,)``; 0 if none."""
-    ce = F.cross_entropy(logits.float(), labels.long(), ignore_index=ignore_index, reduction='none')
+    ce = member_weighted(logits, lambda z: F.cross_entropy(z.float(), labels.long(), ignore_index=ignore_index,
+                                                           reduction='none'))
     valid = (labels != ignore_index).flatten(1).sum(1)
     return ce.flatten(1).sum(1) / valid.clamp(min=1)
 

@@ -354,3 +354,15 @@ def test_build_source_model_builds_each_kind(tiny_fcn):
     assert built == ['tiny'] * 4
     with torch.no_grad():
         assert module(images(n=1)).shape == (1, 5, 26, 34)
+
+
+def test_square_attack_loss_oracle_sums_the_members_losses():
+    """The black-box loss of Square Attack on an ensemble is Σ_k w_k of the members' losses."""
+    from attacks.square import per_image_loss
+    a, b = Toy(0), Toy(1)
+    ens = EnsembleModel([a, b], weights=[1.0, 2.0])
+    x = images(h=12, w=16)
+    with torch.no_grad():
+        labels = ens(x).argmax(1)
+        expected = per_image_loss(a(x), labels) + 2.0 * per_image_loss(b(x), labels)
+        assert torch.allclose(per_image_loss(ens(x), labels), expected, rtol=1e-6)
