@@ -73,7 +73,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks.base import member_weighted  # noqa: F401  (one definition; re-exported)
+# one definition each, re-exported: the attacks' pixel cross-entropy is already ensemble-aware
+from attacks.base import member_weighted  # noqa: F401
+from attacks.base import pixel_cross_entropy as ensemble_pixel_cross_entropy  # noqa: F401
 from common.errors import ConfigError
 from common.names import NAME_PATTERN
 
@@ -86,8 +88,6 @@ __all__ = ['ScaledModel', 'EnsembleModel', 'EnsembleLogits', 'member_weighted',
 
 logger = logging.getLogger(__name__)
 
-#: Label value that contributes no loss (the attacks' ``IGNORE_INDEX``).
-IGNORE_INDEX = 255
 #: Parts a source spec may name (a segmentor declares which it has in ``model_parts``).
 KNOWN_PARTS = ('unaries',)
 #: Largest scale a source spec may ask for (scales are in (0, MAX_SCALE]).
@@ -245,18 +245,6 @@ class EnsembleLogits(torch.Tensor):
         out = prediction.as_subclass(cls)
         out.loss_terms = tuple(flat)
         return out
-
-
-def ensemble_pixel_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
-                                 ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """The attacks' summed pixel cross-entropy, ensemble-aware: ``Σ_k w_k CE(z_k, labels)``.
-
-    Equal to ``attacks.base.pixel_cross_entropy`` (``F.cross_entropy(..., reduction='sum')``,
-    ignored pixels contributing 0) on plain logits.
-    """
-    labels = labels.long()
-    return member_weighted(logits, lambda z: F.cross_entropy(
-        z, labels, ignore_index=ignore_index, reduction='sum'))
 
 
 class EnsembleModel(_PixelWrapper):
