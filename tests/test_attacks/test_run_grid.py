@@ -169,8 +169,9 @@ class _Meter:
 @pytest.mark.parametrize('integer', [True, False], ids=['integer', 'float'])
 def test_iterative_grid_shares_trajectories(name, integer):
     """Arnab et al.'s grid with α = 1: ε = 32 leads with 36 steps; every smaller ε continues from
-    its iterate after the steps its own projection cannot touch (⌊ε⌋ on integer images, where
-    t·α = ε is exact; ⌊ε − 10⁻³⌋ otherwise)."""
+    its iterate after the steps s its own projection cannot touch (⌊ε⌋ on integer images, where
+    t·α = ε is exact; ⌊ε − 10⁻³⌋ otherwise), its first step from the sign ε = 32 took there: s + 1
+    shared passes."""
     toy, images, labels, _, _ = make_batch(integer)
     model = CountingModel(toy)
     meter = _Meter(model)
@@ -178,11 +179,11 @@ def test_iterative_grid_shares_trajectories(name, integer):
     results = build_attack(dict(type=name), 1).run_grid(model, images, grid, labels=labels, meter=meter)
     shared = {eps: r.shared_gradient_passes for eps, r in zip(grid, results)}
     if integer:
-        assert shared == {32: 0, 16: 16, 8: 8, 4: 4, 2: 2, 1: 1, 0.5: 0, 0.25: 0}
-        assert model.grad_calls == 36 + 4 + 2 + 1 + 1 + 1 + 1 + 1 == 47
+        assert shared == {32: 0, 16: 17, 8: 9, 4: 5, 2: 3, 1: 2, 0.5: 1, 0.25: 1}
+        assert model.grad_calls == 36 + (20 - 17) + (10 - 9) == 40
     else:
-        assert shared == {32: 0, 16: 15, 8: 7, 4: 3, 2: 1, 1: 0, 0.5: 0, 0.25: 0}
-        assert model.grad_calls == 36 + 5 + 3 + 2 + 2 + 2 + 1 + 1
+        assert shared == {32: 0, 16: 16, 8: 8, 4: 4, 2: 2, 1: 1, 0.5: 1, 0.25: 1}
+        assert model.grad_calls == 36 + 4 + 2 + 1 + 1 + 1 == 45
     for i, (eps, r) in enumerate(zip(grid, results)):
         assert r.gradient_passes == arnab_num_steps(eps)
         assert meter.calls[i] == r.own_gradient_passes == r.gradient_passes - shared[eps]
@@ -207,9 +208,9 @@ def test_repeated_epsilon_is_computed_once():
     toy, images, labels, _, _ = make_batch(integer=True)
     model = CountingModel(toy)
     results = attacks.IterativeFGSM(4).run_grid(model, images, [4, 4.0, 2], labels=labels)
-    assert model.grad_calls == 5 + 1
+    assert model.grad_calls == 5      # ε = 2 continues after 2 steps, from the sign ε = 4 took there
     assert torch.equal(results[0].adv, results[1].adv)
-    assert (results[0].shared_gradient_passes, results[1].shared_gradient_passes) == (0, 5)
+    assert [r.shared_gradient_passes for r in results] == [0, 5, 3]
 
 
 class _GlobalNoise(Attack):
