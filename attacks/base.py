@@ -71,8 +71,10 @@ class AttackResult(NamedTuple):
     as if the attack had run alone (``Attack.gradient_passes()`` of the attack at this ε: a
     record's ``gradient_passes_per_image``). ``shared_gradient_passes`` is how many of them were
     not spent for this result because :meth:`Attack.run_grid` computed them once for several ε
-    and counted them with another result of the grid (a record's
-    ``shared_gradient_passes_per_image``; 0 for :meth:`Attack.run`).
+    and counted them with another result of the grid, or because another attack of the batch
+    had computed the clean-image gradient in the :class:`SharedGradients` passed as ``shared``
+    (a record's ``shared_gradient_passes_per_image``; 0 for :meth:`Attack.run` without
+    ``shared``).
     """
 
     adv: torch.Tensor

@@ -18,7 +18,7 @@ passes per image instead of 78, bit-identical to attacking every ε alone.
 The first step, at the clean image, is FGSM's gradient (eq. 3; Iterative FGSM II's is FGSM II's,
 eq. 4): with a :class:`~attacks.base.SharedGradients` passed to ``run`` / ``run_grid``
 (``shared=...``) it is computed once for both attacks, so Arnab et al.'s four attacks over their
-grid cost 1 + 1 + 39 + 39 = 80 gradient passes per image.
+grid cost 2 × (1 + 40 − 1) = 80 gradient passes per image, whichever runs first.
 """
 from __future__ import annotations
 
@@ -140,14 +140,15 @@ class IterativeFGSM(Attack):
         """
         x_adv = images.clone() if start is None else start.detach().clone()
         for t in range(self.num_steps if num_steps is None else num_steps):
-            key = (self.clean_gradient_key(labels, target)
-                   if t == 0 and start is None and shared is not None and start_step is None else None)
+            key = None
+            if t == 0 and start is None and start_step is None and shared is not None:
+                key = self.clean_gradient_key(labels, target)
             if t == 0 and start_step is not None:
                 sign, direction, reused = start_step.sign.unpack(), start_step.direction, True
             elif key is not None:
                 kind, y, direction = key
-                sign, reused = shared.clean_sign(
-                    model, kind, images, y, lambda: self._checked_sign(model, x_adv, labels, target, direction))
+                sign, reused = shared.clean_sign(model, kind, images, y, lambda: self._checked_sign(
+                    model, x_adv, labels, target, direction))
             else:
                 (sign, direction), reused = self.step_sign(model, x_adv, labels, target), False
             x_adv = project(x_adv + direction * self.alpha * sign, images, self.epsilon, mask)
