@@ -82,3 +82,40 @@ def test_counters(segmentor):
 def test_rejects_bad_shape(segmentor):
     with pytest.raises(ValueError, match=r'\(N, 3, H, W\)'):
         PixelSpaceModel.from_segmentor(segmentor)(torch.zeros(3, 16, 16))
+
+
+def test_input_gradient_check_finds_every_non_finite_value_and_only_those():
+    """The hook sums first and checks elementwise only when the sum is not finite: a NaN or an Inf
+    anywhere is caught, and finite gradients whose sum overflows float32 are let through."""
+    from common.errors import ModelError
+    model = PixelSpaceModel(nn.Identity())
+    huge = torch.full((2, 3, 4, 5), 3e38)
+    assert not torch.isfinite(huge.sum())
+    model._check_gradient(huge)                      # finite elements: no error
+    model._check_gradient(-huge)
+    for bad in (float('nan'), float('inf'), -float('inf')):
+        for where in ((0, 0, 0, 0), (1, 2, 3, 4)):
+            g = torch.zeros(2, 3, 4, 5)
+            g[where] = bad
+            with pytest.raises(ModelError, match='non-finite input gradient'):
+                model._check_gradient(g)
+            g = huge.clone()
+            g[where] = bad
+            with pytest.raises(ModelError, match='non-finite input gradient'):
+                model._check_gradient(g)
+
+
+def test_non_finite_input_gradient_stops_the_backward_pass():
+    class Sqrt(nn.Module):
+        def forward(self, x, mode='tensor'):
+            return torch.cat([x[:, :1].sqrt(), -x[:, 1:2]], 1)   # d sqrt(x)/dx = inf at 0
+    from common.errors import ModelError
+    model = PixelSpaceModel(Sqrt())
+    x = torch.rand(1, 3, 6, 7) * 255 + 1
+    y = x.clone().requires_grad_(True)
+    model(y).sum().backward()
+    assert torch.isfinite(y.grad).all()
+    x[0, 0, 2, 3] = 0.0
+    x.requires_grad_(True)
+    with pytest.raises(ModelError, match='non-finite input gradient'):
+        model(x).sum().backward()
