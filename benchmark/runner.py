@@ -20,10 +20,16 @@
   record says so (its own gradient passes are 0; the generation cost is named under
   ``attack_stats.generation`` and stays with the source's white-box cell).
 
-A suite that names no ``sources``/``targets`` evaluates each model on itself only; with
-``jobs > 1`` its models run in worker processes. A run stopped at any point loses at most the
-cells in progress; each target's results folder and each generated group are locked
-(:class:`benchmark.locks.DirectoryLock`) so two runs never compute the same thing twice.
+A suite that names no ``sources``/``targets`` evaluates each model on itself only. Both stages go
+batch by batch over the images (:class:`benchmark.loader.ImageLoader`: torch's DataLoader with
+mmengine's sampler), and in a torch.distributed process group (``torchrun``, ``srun``:
+:mod:`benchmark.distributed`) each rank takes its share of the batches: it generates and stores
+those, evaluates them, and rank 0 gathers the per-image confusion matrices and writes every record.
+Batches, not images, are dealt, so records are the same bits with any number of ranks.
+
+A run stopped at any point loses at most the cells in progress (each rank resumes at its first
+batch not stored); each target's results folder and each generated group (each rank's shard of it)
+are locked (:class:`benchmark.locks.DirectoryLock`) so two runs never compute the same thing twice.
 """
 from __future__ import annotations
 
@@ -70,15 +76,26 @@ class CellOutcome:
 
 @dataclass
 class CleanMaps:
-    """Per-image outputs on clean inputs, computed once per endpoint and dataset."""
+    """Per-image outputs on clean inputs, computed once per endpoint, dataset and image.
 
-    pred: List[np.ndarray]            # (H, W) uint8 (int16 beyond 254 classes) clean predictions
-    least_likely: List[np.ndarray]    # (H, W) least-likely classes
-    vs_ground_truth: Optional[np.ndarray] = None   # (N, C, C) per-image clean confusion matrices
-    top_probability: List[float] = dataclasses.field(default_factory=list)   # per image, pixel mean
-    entropy: List[float] = dataclasses.field(default_factory=list)           # nats, per image
-    forward_images: int = 0
-    wall_time: float = 0.0
+    Keyed by the image's position in the dataset (a rank holds the positions of its batches).
+    """
+
+    pred: Dict[int, np.ndarray] = dataclasses.field(default_factory=dict)          # (H, W) uint8/int16
+    least_likely: Dict[int, np.ndarray] = dataclasses.field(default_factory=dict)  # (H, W)
+    vs_ground_truth: Dict[int, np.ndarray] = dataclasses.field(default_factory=dict)   # (C, C)
+    top_probability: Dict[int, float] = dataclasses.field(default_factory=dict)   # pixel mean
+    entropy: Dict[int, float] = dataclasses.field(default_factory=dict)           # nats, pixel mean
+    #: per image: the model's forward passes and seconds its clean prediction cost (a batch's
+    #: share), so a clean record counts each image once whichever rank or stage computed it
+    forward_images: Dict[int, float] = dataclasses.field(default_factory=dict)
+    wall_time: Dict[int, float] = dataclasses.field(default_factory=dict)
+
+    def maps(self, positions: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Clean prediction and least-likely classes of ``positions`` as int64 ``(N, H, W)``."""
+        pred = torch.from_numpy(np.stack([self.pred[p] for p in positions]).astype(np.int64))
+        ll = torch.from_numpy(np.stack([self.least_likely[p] for p in positions]).astype(np.int64))
+        return pred, ll
 
 
 @dataclass
@@ -89,15 +106,18 @@ class CleanMapsView:
     least_likely: torch.Tensor    # (N, H, W) int64
 
 
-def _progress(total: int, desc: str, enabled: bool, position: Optional[int] = None):
-    if not enabled:
+def _progress(total: int, desc: str, enabled: bool, dist=None):
+    """A tqdm bar (one per rank in a process group, labelled with the rank, one row each)."""
+    if not enabled or total == 0:
         return None
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
         return None
-    return tqdm(total=total, desc=desc, unit='img', dynamic_ncols=True, leave=position is None,
-                position=position)
+    if dist is not None and dist.enabled:
+        return tqdm(total=total, desc=f'[rank {dist.rank}/{dist.world_size}] {desc}', unit='img',
+                    dynamic_ncols=True, position=dist.rank, leave=True)
+    return tqdm(total=total, desc=desc, unit='img', dynamic_ncols=True)
 
 
 def _config_hash(suite: Suite, entries, attack_spec: Optional[dict],
@@ -132,28 +152,28 @@ class Runner:
         share_trajectories: Let an attack share work across its ε grid
             (:meth:`~attacks.base.Attack.run_grid`; identical results, fewer gradient passes).
             False runs every ε on its own.
-        jobs: Run this many models at once in worker processes (CPU only, white-box suites;
-            default: the suite's ``jobs``). Each worker gets ``torch.get_num_threads() // jobs``
-            threads (at least one). Models start in suite order: list the most expensive first.
+        workers: Worker processes decoding images (0: decode in this process).
         adv_dir: Root of the adversarial-example store (default: ``$SEGBENCH_ADV_DIR``, else
             :func:`benchmark.adv_store.default_root`, in the cache, out of git).
+        dist: The process group (:func:`benchmark.distributed.init`); default: mmengine's view of
+            this process (one rank unless a group was initialised).
+
+    In a process group every rank runs the same :class:`Runner` (same suite and options): the
+    plan is made on rank 0 and broadcast, each rank generates and evaluates its batches, rank 0
+    writes the records.
     """
 
     def __init__(self, suite: Union[Suite, str, Path], results_dir: Union[str, Path] = 'results',
                  force: bool = False, models: Optional[Sequence[str]] = None,
                  progress: bool = True, device: str = 'cpu', share_trajectories: bool = True,
-                 jobs: Optional[int] = None, adv_dir: Optional[Union[str, Path]] = None,
-                 _bar_position: Optional[int] = None):
+                 workers: int = 0, adv_dir: Optional[Union[str, Path]] = None, dist=None):
+        from .distributed import Dist
         self.suite = suite if isinstance(suite, Suite) else load_suite(suite)
         self.share_trajectories = share_trajectories
-        jobs = int(self.suite.jobs if jobs is None else jobs)
-        if jobs < 1:
-            raise ConfigError(f'jobs must be a positive number of worker processes, got {jobs}')
-        if jobs > 1 and torch.device(device).type != 'cpu':
-            raise ConfigError(f'jobs > 1 runs models in parallel CPU processes; with device '
-                              f'{device!r} use jobs=1')
-        self.jobs = jobs
-        self._bar_position = _bar_position
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise ConfigError(f'workers must be a number of decoding processes >= 0, got {workers!r}')
+        self.workers = workers
+        self.dist = dist if dist is not None else Dist()
         self.store = ResultStore(results_dir)
         self.adv_store = AdversarialStore(adv_dir or os.environ.get('SEGBENCH_ADV_DIR') or None)
         self.force = force
@@ -179,6 +199,7 @@ class Runner:
         self._artifacts: Dict[Tuple[str, int], dict] = {}
         self._generated: set = set()
         self._generation_cache: Dict[str, Dict[str, dict]] = {}
+        self._loaders: Dict[Tuple[str, bool], Any] = {}
         self._num_classes: Optional[int] = None
 
     # -- plan ------------------------------------------------------------------------------------
@@ -196,15 +217,15 @@ class Runner:
         self._num_classes = datasets[EVAL].dataset.num_classes
         self._static_maps = self._check_targets(datasets)
         self._plans = self.suite.attack_instances()
+        split = self._on_main(lambda: self._split_all(datasets))
         outcomes: List[CellOutcome] = []
         pending: Dict[str, list] = {}
         for tid in self.target_ids:
-            stored, cells = self._split_cells(tid, datasets)
-            if not cells:
-                logger.info('%s: all %d cells stored', tid, len(stored))
+            stored, cell_ids = split[tid]
+            if cell_ids:   # its stored cells are re-read under its lock when its turn comes
+                pending[tid] = self._cells_by_id(tid, cell_ids)
+            else:
                 outcomes.extend(stored)
-                continue
-            pending[tid] = cells
         if not pending:
             return outcomes
         needed_models = sorted({name for cells in pending.values() for _, _, _, s in cells
@@ -213,9 +234,45 @@ class Runner:
                                key=list(self._entries).index)
         self._check_models([self._entries[n] for n in needed_models])
         self.adv_store.check_writable()
-        if self.jobs > 1 and len(pending) > 1 and not self.suite.transfer:
-            return outcomes + self._run_parallel(list(pending))
-        return outcomes + self._run_targets(pending, datasets)
+        try:
+            return outcomes + self._run_targets(pending, datasets)
+        finally:
+            for loader in self._loaders.values():
+                loader.close()
+            self._loaders.clear()
+
+    def _on_main(self, fn):
+        """``fn()`` on rank 0, its result (or its error) on every rank."""
+        result = error = None
+        if self.dist.is_main:
+            try:
+                result = fn()
+            except Exception as e:  # noqa: BLE001 - raised on every rank below
+                error = e
+        if self.dist.enabled:
+            sent = error if error is None or isinstance(error, BenchmarkError) else BenchmarkError(
+                f'rank 0 failed with {type(error).__name__}: {error}')
+            result, sent = self.dist.broadcast((result, sent))
+            if error is None and sent is not None:
+                raise sent
+        if error is not None:
+            raise error
+        return result
+
+    def _split_all(self, datasets) -> Dict[str, Tuple[List[CellOutcome], List[str]]]:
+        """Per target: stored outcomes and the cell ids still to compute (made on rank 0)."""
+        out = {}
+        for tid in self.target_ids:
+            stored, cells = self._split_cells(tid, datasets)
+            if not cells:
+                logger.info('%s: all %d cells stored', tid, len(stored))
+            out[tid] = (stored, [key.cell_id for _, key, _, _ in cells])
+        return out
+
+    def _cells_by_id(self, tid: str, cell_ids: Sequence[str]) -> list:
+        """The ``(role, key, plan, source)`` plans of ``tid`` with these cell ids, in plan order."""
+        wanted = set(cell_ids)
+        return [c for c in self.suite.cell_plans(tid, self._plans) if c[1].cell_id in wanted]
 
     def _split_cells(self, tid: str, datasets):
         """``(stored outcomes, pending [(role, key, plan, source)])`` of one target.
@@ -334,45 +391,6 @@ class Runner:
                 static[canonical_json(target)] = gt
         return static
 
-    # -- parallel white-box models ------------------------------------------------------------------
-    def _run_parallel(self, target_ids) -> List[CellOutcome]:
-        """Run the models of a white-box suite in ``self.jobs`` worker processes, one per task.
-
-        A failing model does not stop the others: every worker finishes (its records are
-        written as it goes), then the first error is raised.
-        """
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        jobs = min(self.jobs, len(target_ids))
-        threads = max(1, torch.get_num_threads() // jobs)
-        logger.info('running %d models in %d worker processes, %d thread(s) each',
-                    len(target_ids), jobs, threads)
-        mp = multiprocessing.get_context('spawn')
-        outcomes: List[CellOutcome] = []
-        errors = []
-        with contextlib.ExitStack() as stack:
-            slots = None  # progress-bar rows, handed from one worker's model to the next
-            if self.progress:
-                slots = stack.enter_context(mp.Manager()).Queue()
-                for position in range(jobs):
-                    slots.put(position)
-            pool = stack.enter_context(ProcessPoolExecutor(jobs, mp_context=mp))
-            futures = [pool.submit(_run_model_worker, self.suite, str(self.store.root), self.force,
-                                   tid, self.progress, str(self.device), self.share_trajectories,
-                                   threads, slots, logging.getLogger().getEffectiveLevel(),
-                                   str(self.adv_store.root))
-                       for tid in target_ids]
-            for tid, future in zip(target_ids, futures):
-                try:
-                    outcomes.extend(future.result())
-                except Exception as e:  # noqa: BLE001 - re-raised below, after the others finish
-                    logger.error('%s failed: %s', tid, e)
-                    errors.append(e)
-        if errors:
-            raise errors[0]
-        return outcomes
-
     # -- stages ---------------------------------------------------------------------------------------
     def _run_targets(self, pending: Dict[str, list], datasets) -> List[CellOutcome]:
         """Generate what the pending cells need, source by source; evaluate each target as soon
@@ -390,6 +408,8 @@ class Runner:
                 if not any(n.role == role and n.plan is plan for n in needs[source.id]):
                     needs[source.id].append(_Need(role, source, plan))
                 waits[tid].add(source.id)
+        if self.force:    # generated again: stored images of these cells go first (once, on rank 0)
+            self._on_main(lambda: self._discard([n for ns in needs.values() for n in ns]))
         outcomes: List[CellOutcome] = []
         order = [s.id for s in self.suite.sources if s.id in needs]
         done: set = set()
@@ -407,10 +427,38 @@ class Runner:
         self._release_modules()
         return outcomes
 
+    def _discard(self, needs: List[_Need]) -> None:
+        """``--force``: forget the stored adversarial images of these needs (each group under its lock)."""
+        for n in needs:
+            key = self._adv_key(n.role, n.source, n.plan)
+            with DirectoryLock(self.adv_store.group_dir(key)):
+                self.adv_store.discard(key)
+            self._generation_cache.pop(key.key_hash, None)
+
     def _release_modules(self) -> None:
         """Drop built models (one source's worth stays in memory at a time)."""
         self._models.clear()
         self._modules.clear()
+
+    def _describe(self, bar, text: str) -> None:
+        """Set a progress bar's label (with the rank in a process group)."""
+        if bar is not None:
+            prefix = f'[rank {self.dist.rank}/{self.dist.world_size}] ' if self.dist.enabled else ''
+            bar.set_description_str(prefix + text)
+
+    def _loader(self, data: '_DatasetRun', shard: bool = True):
+        """This rank's batches of ``data`` (every batch when ``shard`` is False), built once."""
+        from .loader import ImageLoader
+        key = (data.info['name'] + ':' + data.info['split'] + ':' + data.info['image_ids_sha256'], shard)
+        if key not in self._loaders:
+            self._loaders[key] = ImageLoader(data.dataset, self.suite.batch_size, shard=shard,
+                                             workers=self.workers)
+        return self._loaders[key]
+
+    def _shard_ids(self, data: '_DatasetRun') -> List[str]:
+        """Ids of the images of this rank's batches."""
+        ids = data.dataset.image_ids()
+        return [ids[p] for p in self._loader(data).positions()]
 
     # -- building -------------------------------------------------------------------------------------
     def _model(self, name: str):
@@ -442,35 +490,32 @@ class Runner:
     def _checkpoints(self, endpoint: Endpoint) -> List[Optional[str]]:
         return [self._model(name)[1] for name in endpoint.model_names]
 
-    def _clean_maps(self, endpoint: Endpoint, role: str, data: '_DatasetRun', bar=None) -> CleanMaps:
-        """Clean prediction of every image of ``data`` by ``endpoint`` (once per run)."""
-        if (endpoint.id, role) in self._clean:
-            if bar is not None:
-                bar.update(0)
-            return self._clean[(endpoint.id, role)]
+    def _clean_batch(self, endpoint: Endpoint, role: str, data: '_DatasetRun', batch) -> CleanMaps:
+        """Clean prediction of the images of ``batch`` by ``endpoint`` (once per run and image)."""
+        clean = self._clean.setdefault((endpoint.id, role), CleanMaps())
+        if all(p in clean.pred for p in batch.positions):
+            return clean
         model, num_classes = self._module(endpoint), data.dataset.num_classes
         t0, fwd0 = time.time(), model.forward_images
-        clean = CleanMaps([], [])
-        per_image_gt = []
         dtype = np.uint8 if num_classes < 255 else np.int16
         with torch.no_grad():
-            for images, labels, _ in data.dataset.batches(self.suite.batch_size):
-                logits = model(images.to(self.device))
-                pred = logits.argmax(1).cpu().numpy()
-                # confidence of the clean prediction (Arnab et al. 2018, Sec. 7.1: mean top-class
-                # probability and entropy in nats, per image averaged over pixels)
-                logp = torch.log_softmax(torch.Tensor.double(logits), dim=1)
-                clean.top_probability.extend(logp.max(1).values.exp().mean((1, 2)).cpu().numpy())
-                clean.entropy.extend((-(logp.exp() * logp).sum(1)).mean((1, 2)).cpu().numpy())
-                clean.pred.extend(pred.astype(dtype))
-                clean.least_likely.extend(logits.argmin(1).cpu().numpy().astype(dtype))
-                per_image_gt.append(metrics.batch_confusion_matrices(labels.numpy(), pred, num_classes))
-                if bar is not None:
-                    bar.update(len(images))
-        clean.vs_ground_truth = np.concatenate(per_image_gt)
-        clean.forward_images = model.forward_images - fwd0
-        clean.wall_time = time.time() - t0
-        self._clean[(endpoint.id, role)] = clean
+            logits = model(batch.images.to(self.device))
+            pred = logits.argmax(1).cpu().numpy()
+            # confidence of the clean prediction (Arnab et al. 2018, Sec. 7.1: mean top-class
+            # probability and entropy in nats, per image averaged over pixels)
+            logp = torch.log_softmax(torch.Tensor.double(logits), dim=1)
+            top = logp.max(1).values.exp().mean((1, 2)).cpu().numpy()
+            entropy = (-(logp.exp() * logp).sum(1)).mean((1, 2)).cpu().numpy()
+            least = logits.argmin(1).cpu().numpy().astype(dtype)
+        conf = metrics.batch_confusion_matrices(batch.labels.numpy(), pred, num_classes)
+        for i, p in enumerate(batch.positions):
+            clean.pred[p] = pred[i].astype(dtype)
+            clean.least_likely[p] = least[i]
+            clean.vs_ground_truth[p] = conf[i]
+            clean.top_probability[p] = float(top[i])
+            clean.entropy[p] = float(entropy[i])
+            clean.forward_images[p] = (model.forward_images - fwd0) / len(batch.positions)
+            clean.wall_time[p] = (time.time() - t0) / len(batch.positions)
         return clean
 
     def _target_builder(self, plan, source: Endpoint):
@@ -518,7 +563,10 @@ class Runner:
                       source_digest=hashlib.sha256(digest.encode()).hexdigest()[:16])
 
     def _generate(self, needs: List[_Need], datasets) -> None:
-        """Generate (or find stored) the adversarial images of one source's needs."""
+        """Generate (or find stored) the adversarial images of one source's needs, on this
+        rank's batches: batch by batch, every attack entry of the source on each batch, so the
+        clean pass and the gradients the attacks share (:class:`attacks.base.SharedGradients`)
+        are computed once per batch."""
         source = needs[0].source
         fit = [n.plan for n in needs if n.plan.requires_fit]
         if fit:
@@ -532,115 +580,117 @@ class Runner:
             for n in role_needs:
                 share = self.share_trajectories and not n.plan.requires_fit
                 groups.setdefault(id(n.plan.spec) if share else id(n.plan), []).append(n)
+            shard = self._shard_ids(data)
             todo = []
             for group in groups.values():
                 keys = [self._adv_key(role, source, n.plan) for n in group]
-                if not self.force and all(
-                        self.adv_store.has(k, data.dataset.image_ids()) and k.key_hash in self._generated
-                        or self._generation_complete(k, data) for k in keys):
+                if all(self._generation_complete(k, shard) for k in keys):
                     continue
                 todo.append((group, keys))
-            if not todo:
-                continue
-            total = len(data.dataset) * (((source.id, role) not in self._clean) + len(todo))
-            bar = _progress(total, f'generate {source.id}', self.progress, self._bar_position)
-            try:
-                clean = self._clean_maps(source, role, data, bar)
-                for group, keys in todo:
-                    if bar is not None:
-                        eps = ','.join(f'{n.plan.epsilon:g}' for n in group)
-                        bar.set_description(f'generate {source.id} {group[0].plan.attack.name} ε={eps}')
-                    self._generate_group(source, group, keys, data, clean, bar)
-            finally:
-                if bar is not None:
-                    bar.close()
+            if todo:
+                self._generate_groups(source, todo, role, data)
 
-    def _generation_complete(self, key: AdvKey, data) -> bool:
-        """Every image of ``data`` stored under ``key`` with its generation side file."""
-        ids = data.dataset.image_ids()
+    def _generation_complete(self, key: AdvKey, ids: Sequence[str]) -> bool:
+        """Every image of ``ids`` stored under ``key`` with its generation side file."""
         if not self.adv_store.has(key, ids):
             return False
         return not (set(ids) - set(self._read_generation(key)))
 
-    def _generate_group(self, source, group: List[_Need], keys: List[AdvKey], data, clean, bar) -> None:
-        """One attack entry's ε values (a grid when they share work), batch by batch."""
-        model = self._module(source)
-        epsilons = [n.plan.epsilon for n in group]
-        with contextlib.ExitStack() as locks:
-            for key in keys:   # two runs never generate the same group at once
-                lock = DirectoryLock(self.adv_store.group_dir(key))
-                if not lock.acquire(blocking=False):
-                    logger.info('%s: another run is generating it; waiting', key.describe())
-                    lock.acquire(blocking=True)
-                locks.callback(lock.release)
-                self._generation_cache.pop(key.key_hash, None)   # another run may have written it
-            if self.force:
-                for key in keys:
-                    if key.key_hash not in self._generated:
-                        self.adv_store.discard(key)
-                        self._generation_cache.pop(key.key_hash, None)
-            self.adv_store.sweep_temporary()
+    def _group_lock(self, key: AdvKey) -> DirectoryLock:
+        """The lock of one generated group (of this rank's shard of it in a process group)."""
+        directory = self.adv_store.group_dir(key)
+        if self.dist.enabled:
+            directory = directory / '.locks' / f'shard-{self.dist.rank}-of-{self.dist.world_size}'
+        return DirectoryLock(directory)
+
+    def _generate_groups(self, source, todo, role: str, data) -> None:
+        """The attack entries ``todo`` (each an ε grid when its ε share work) on this rank's batches."""
+        from attacks.base import SharedGradients
+        loader = self._loader(data)
+        bar = _progress(len(loader) * len(todo), f'generate {source.id}', self.progress, self.dist)
+        with contextlib.ExitStack() as stack:
+            if bar is not None:
+                stack.callback(bar.close)
+            for _, keys in todo:
+                for key in keys:   # two runs never generate the same group (shard) at once
+                    lock = self._group_lock(key)
+                    if not lock.acquire(blocking=False):
+                        logger.info('%s: another run is generating it; waiting', key.describe())
+                        lock.acquire(blocking=True)
+                    stack.callback(lock.release)
+                    self._generation_cache.pop(key.key_hash, None)   # another run may have written it
+                    if not self.dist.enabled:   # ranks write side by side: nothing to sweep then
+                        self.adv_store.sweep_temporary(key)
             # images complete under each key: stored, with their generation side file (read once)
-            complete = [set(self.adv_store.stored_ids(k)) & set(self._read_generation(k)) for k in keys]
-            offset = 0
-            for images, labels, ids in data.dataset.batches(self.suite.batch_size):
-                n = len(images)
-                sl = slice(offset, offset + n)
-                offset += n
-                # a batch missing for any ε is generated for the whole grid again (the stored ε
-                # come out bit-identical), so its records and costs never depend on where an
+            complete = {k.key_hash: set(self.adv_store.stored_ids(k)) & set(self._read_generation(k))
+                        for _, keys in todo for k in keys}
+            for batch in loader:
+                n = len(batch.ids)
+                # a batch missing for any key is generated again for every entry (the stored
+                # ones come out bit-identical), so records and costs never depend on where an
                 # earlier run was interrupted
-                todo = [] if all(set(ids) <= c for c in complete) else list(range(len(keys)))
-                if not todo:
+                if all(set(batch.ids) <= complete[k.key_hash] for _, keys in todo for k in keys):
+                    if bar is not None:
+                        bar.update(n * len(todo))
+                    continue
+                clean = self._clean_batch(source, role, data, batch)
+                shared = SharedGradients() if self.share_trajectories else None
+                for group, keys in todo:
+                    eps = ','.join(f'{g.plan.epsilon:g}' for g in group)
+                    self._describe(bar, f'generate {source.id} {group[0].plan.attack.name} ε={eps}')
+                    self._generate_batch(source, group, keys, batch, clean, shared)
+                    for key in keys:
+                        complete[key.key_hash].update(batch.ids)
                     if bar is not None:
                         bar.update(n)
-                    continue
-                images = images.to(self.device)
-                clean_pred = torch.from_numpy(np.stack(clean.pred[sl]).astype(np.int64))
-                ll = torch.from_numpy(np.stack(clean.least_likely[sl]).astype(np.int64))
-                plan0 = group[0].plan
-                ref, target, mask, mask_mode = self._reference_and_target(plan0, source, labels, clean_pred)
-                ref = ref.to(self.device)
-                target = None if target is None else target.to(self.device)
-                mask = None if mask is None else mask.to(self.device)
-                costs = [dict(forward_images=0, gradient_images=0, wall=0.0) for _ in todo]
 
-                @contextlib.contextmanager
-                def meter(i):
-                    t0, f0, g0 = time.time(), model.forward_images, model.gradient_images
-                    try:
-                        yield
-                    finally:
-                        costs[i]['wall'] += time.time() - t0
-                        costs[i]['forward_images'] += model.forward_images - f0
-                        costs[i]['gradient_images'] += model.gradient_images - g0
+    def _generate_batch(self, source, group: List[_Need], keys: List[AdvKey], batch, clean,
+                        shared) -> None:
+        """One attack entry's ε values on one batch (one ``run_grid`` when they share work)."""
+        model = self._module(source)
+        epsilons = [n.plan.epsilon for n in group]
+        images, ids = batch.images.to(self.device), batch.ids
+        clean_pred, ll = clean.maps(batch.positions)
+        plan0 = group[0].plan
+        ref, target, mask, mask_mode = self._reference_and_target(plan0, source, batch.labels, clean_pred)
+        ref = ref.to(self.device)
+        target = None if target is None else target.to(self.device)
+        mask = None if mask is None else mask.to(self.device)
+        costs = [dict(forward_images=0, gradient_images=0, wall=0.0) for _ in group]
 
-                torch.manual_seed(self.suite.seed)
-                if len(todo) > 1:
-                    results = plan0.attack.run_grid(model, images, [epsilons[i] for i in todo],
-                                                    labels=ref, target=target, mask=mask,
-                                                    mask_mode=mask_mode, meter=meter)
-                else:
-                    with meter(0):
-                        results = [group[todo[0]].plan.attack.run(model, images, labels=ref,
-                                                                  target=target, mask=mask,
-                                                                  mask_mode=mask_mode)]
-                for j, i in enumerate(todo):
-                    plan, key, result = group[i].plan, keys[i], results[j]
-                    adv = result.adv
-                    linf = float((adv - images).abs().max())
-                    if linf > plan.epsilon + 1e-3:
-                        raise RuntimeError(f'{key.describe()}: perturbation {linf:.4f} exceeds '
-                                           f'ε={plan.epsilon}; this is a bug in the attack')
-                    cell_target = target
-                    if cell_target is None and plan.attack.targeted:
-                        cell_target = plan.attack.reference_target(CleanMapsView(clean_pred, ll), ref.cpu())
-                    self.adv_store.put(key, ids, images.cpu(), adv.cpu())
-                    self._write_generation(key, ids, result, cell_target, linf, costs[j], plan)
-                    self._generated.add(key.key_hash)
-                    complete[i].update(ids)
-                if bar is not None:
-                    bar.update(n)
+        @contextlib.contextmanager
+        def meter(i):
+            t0, f0, g0 = time.time(), model.forward_images, model.gradient_images
+            try:
+                yield
+            finally:
+                costs[i]['wall'] += time.time() - t0
+                costs[i]['forward_images'] += model.forward_images - f0
+                costs[i]['gradient_images'] += model.gradient_images - g0
+
+        torch.manual_seed(self.suite.seed)
+        call = plan0.attack.run_grid if len(group) > 1 else plan0.attack.run
+        # attacks with their own run (fitted perturbations) share nothing with the others
+        kwargs = {'shared': shared} if shared is not None and _accepts(call, 'shared') else {}
+        if len(group) > 1:
+            results = plan0.attack.run_grid(model, images, epsilons, labels=ref, target=target,
+                                            mask=mask, mask_mode=mask_mode, meter=meter, **kwargs)
+        else:
+            with meter(0):
+                results = [plan0.attack.run(model, images, labels=ref, target=target, mask=mask,
+                                            mask_mode=mask_mode, **kwargs)]
+        for need, key, result, cost in zip(group, keys, results, costs):
+            plan, adv = need.plan, result.adv
+            linf = float((adv - images).abs().max())
+            if linf > plan.epsilon + 1e-3:
+                raise RuntimeError(f'{key.describe()}: perturbation {linf:.4f} exceeds '
+                                   f'ε={plan.epsilon}; this is a bug in the attack')
+            cell_target = target
+            if cell_target is None and plan.attack.targeted:
+                cell_target = plan.attack.reference_target(CleanMapsView(clean_pred, ll), ref.cpu())
+            self.adv_store.put(key, ids, images.cpu(), adv.cpu())
+            self._write_generation(key, ids, result, cell_target, linf, cost, plan)
+            self._generated.add(key.key_hash)
 
     @staticmethod
     def _generation_file(key_dir: Path, ids: Sequence[str]) -> Path:
@@ -710,73 +760,86 @@ class Runner:
                 / f'{plan.attack.name}_eps{eps}_{digest}.pt')
 
     def _fit_attacks(self, source: Endpoint, data, plans) -> None:
-        """Fit every fitted attack on the fitting split and store it, or load its stored artifact."""
-        from attacks.fitted import FitBatch, read_artifact_metadata
-        model = self._module(source)
-        bar = _progress(len(data.dataset), f'{source.id} clean (fitting split)', self.progress,
-                        self._bar_position)
-        try:
-            clean = self._clean_maps(source, FIT, data, bar)
-        finally:
-            if bar is not None:
-                bar.close()
+        """Fit every fitted attack on the fitting split and store it, or load its stored artifact.
+
+        In a process group rank 0 fits on the whole fitting split (a universal perturbation is
+        one optimisation over all images) while the other ranks wait, then every rank loads it.
+        """
+        from attacks.fitted import read_artifact_metadata
         for plan in plans:
             if (source.id, id(plan)) in self._artifacts:
                 continue
             path = self.artifact_path(source, plan)
-            run_meta = {'model': source.id, 'checkpoint_sha256': self._checkpoints(source)[0]
-                        if len(source.model_names) == 1 else self._checkpoints(source),
-                        'fit_dataset': data.info, 'label_source': self.suite.label_source,
-                        'target': plan.target, 'seed': self.suite.seed}
-            if path.is_file() and not self.force:
+            self._on_main(lambda plan=plan, path=path: self._fit_or_load(source, data, plan, path))
+            if not self.dist.is_main:
                 stored = read_artifact_metadata(path).get('run', {})
                 if stored.get('fit_dataset', {}).get('image_ids_sha256') != data.info['image_ids_sha256']:
                     raise ResultsError(f'{path} was fitted on a different image list than this suite '
                                        'selects; use --force to refit')
                 plan.attack.load(path)
-                logger.info('%s: loaded %s', source.id, path)
-            else:
-                def batches(plan=plan):
-                    offset = 0
-                    for images, labels, _ in data.dataset.batches(self.suite.batch_size):
-                        n = len(images)
-                        clean_pred = torch.from_numpy(np.stack(clean.pred[offset:offset + n]).astype(np.int64))
-                        offset += n
-                        ref, target, _, _ = self._reference_and_target(plan, source, labels, clean_pred)
-                        yield FitBatch(images.to(self.device), ref.to(self.device),
-                                       None if target is None else target.to(self.device))
-                torch.manual_seed(self.suite.seed)
-                t0 = time.time()
-                grad0 = model.gradient_images
-                plan.attack.fit(model, batches, progress=self.progress)
-                plan.attack.fit_info = dict(plan.attack.fit_info, fit_wall_time_s=round(time.time() - t0, 3),
-                                            fit_gradient_images=model.gradient_images - grad0)
-                plan.attack.save(path, metadata=run_meta)
-                logger.info('%s: fitted %s ε=%g in %.0f s -> %s', source.id, plan.attack.name,
-                            plan.epsilon, time.time() - t0, path)
             self._artifacts[(source.id, id(plan))] = {'path': str(path.relative_to(self.store.root)),
                                                       'sha256': sha256_file(path)}
 
+    def _fit_or_load(self, source: Endpoint, data, plan, path: Path) -> None:
+        from attacks.fitted import FitBatch, read_artifact_metadata
+        model = self._module(source)
+        run_meta = {'model': source.id, 'checkpoint_sha256': self._checkpoints(source)[0]
+                    if len(source.model_names) == 1 else self._checkpoints(source),
+                    'fit_dataset': data.info, 'label_source': self.suite.label_source,
+                    'target': plan.target, 'seed': self.suite.seed}
+        if path.is_file() and not self.force:
+            stored = read_artifact_metadata(path).get('run', {})
+            if stored.get('fit_dataset', {}).get('image_ids_sha256') != data.info['image_ids_sha256']:
+                raise ResultsError(f'{path} was fitted on a different image list than this suite '
+                                   'selects; use --force to refit')
+            plan.attack.load(path)
+            logger.info('%s: loaded %s', source.id, path)
+            return
+
+        def batches():
+            for batch in self._loader(data, shard=False):   # all of the fitting split
+                clean = self._clean_batch(source, FIT, data, batch)
+                clean_pred, _ = clean.maps(batch.positions)
+                ref, target, _, _ = self._reference_and_target(plan, source, batch.labels, clean_pred)
+                yield FitBatch(batch.images.to(self.device), ref.to(self.device),
+                               None if target is None else target.to(self.device))
+        torch.manual_seed(self.suite.seed)
+        t0 = time.time()
+        grad0 = model.gradient_images
+        plan.attack.fit(model, batches, progress=self.progress)
+        plan.attack.fit_info = dict(plan.attack.fit_info, fit_wall_time_s=round(time.time() - t0, 3),
+                                    fit_gradient_images=model.gradient_images - grad0)
+        plan.attack.save(path, metadata=run_meta)
+        logger.info('%s: fitted %s ε=%g in %.0f s -> %s', source.id, plan.attack.name,
+                    plan.epsilon, time.time() - t0, path)
+
     # -- evaluate -------------------------------------------------------------------------------------
     def _evaluate_locked(self, tid: str, datasets) -> List[CellOutcome]:
-        """Evaluate one target's pending cells while holding its results folder's lock."""
-        lock = DirectoryLock(self.store.root / self.suite.name / tid)
-        if not lock.acquire(blocking=False):
-            logger.info('%s: another run is computing this model; waiting for it to finish', tid)
-            lock.acquire(blocking=True)
+        """Evaluate one target's pending cells while (rank 0) holds its results folder's lock."""
+        lock = None
+        if self.dist.is_main:
+            lock = DirectoryLock(self.store.root / self.suite.name / tid)
+            if not lock.acquire(blocking=False):
+                logger.info('%s: another run is computing this model; waiting for it to finish', tid)
+                lock.acquire(blocking=True)
         try:
-            swept = self.store.sweep_temporary(lock.directory)
-            if swept:
-                logger.info('%s: removed %d temporary file(s) left by an interrupted run', tid, len(swept))
-            # re-read the store: another run may have computed cells while we waited
-            stored, pending = self._split_cells(tid, datasets)
-            if not pending:
+            def recheck():
+                swept = self.store.sweep_temporary(lock.directory)
+                if swept:
+                    logger.info('%s: removed %d temporary file(s) left by an interrupted run', tid, len(swept))
+                # re-read the store: another run may have computed cells while we waited
+                stored, pending = self._split_cells(tid, datasets)
+                return stored, [key.cell_id for _, key, _, _ in pending]
+            stored, cell_ids = self._on_main(recheck)
+            if not cell_ids:
                 return stored
-            return stored + self._evaluate(tid, pending, datasets)
+            return stored + self._evaluate(tid, self._cells_by_id(tid, cell_ids), datasets)
         finally:
-            lock.release()
+            if lock is not None:
+                lock.release()
 
     def _evaluate(self, tid: str, pending, datasets) -> List[CellOutcome]:
+        """Every rank evaluates its batches; rank 0 gathers the per-image results and writes."""
         target = self.suite.endpoint(tid)
         outcomes = []
         for role in (EVAL, FIT):
@@ -784,99 +847,160 @@ class Runner:
             if not cells:
                 continue
             data = datasets[role]
-            # adversarial images a cell needs but that are not stored (e.g. deleted from the cache
-            # since the run started) are generated now
-            missing = [_Need(role, s, p) for _, p, s in cells
-                       if p is not None and not self._generation_complete(self._adv_key(role, s, p), data)]
-            for sid in dict.fromkeys(n.source.id for n in missing):
-                self._generate([n for n in missing if n.source.id == sid], datasets)
-            attack_cells = [(k, p, s) for k, p, s in cells if p is not None]
-            clean_key = next((k for k, p, _ in cells if p is None), None)
-            total = len(data.dataset) * (((tid, role) not in self._clean) + len(attack_cells))
-            bar = _progress(total, f'evaluate {tid}', self.progress, self._bar_position)
+            part, error = None, None
             try:
-                clean = self._clean_maps(target, role, data, bar)
-                if clean_key is not None:
-                    stats = {'gradient_passes_per_image': 0, 'forward_images': clean.forward_images,
-                             'gradient_images': 0, 'linf_max': 0.0,
-                             'prediction_confidence': {
-                                 'mean_top_probability': float(np.mean(clean.top_probability)),
-                                 'mean_entropy_nats': float(np.mean(clean.entropy))}}
-                    outcomes.append(self._write(clean_key, target, None, None, data,
-                                                clean.vs_ground_truth, None, None, stats, clean.wall_time,
-                                                info={'top_probability': np.asarray(clean.top_probability),
-                                                      'entropy_nats': np.asarray(clean.entropy)}))
-                for key, plan, source in attack_cells:
-                    if bar is not None:
-                        bar.set_description(f'evaluate {tid} {plan.attack.name} ε={plan.epsilon:g}'
-                                            + ('' if key.source_model is None else f' from {source.id}'))
-                    outcomes.append(self._evaluate_cell(key, plan, source, target, role, data, clean, bar))
-            finally:
-                if bar is not None:
-                    bar.close()
+                # adversarial images a cell needs but that are not stored (e.g. deleted from the
+                # cache since the run started) are generated now
+                shard = self._shard_ids(data)
+                missing = [_Need(role, s, p) for _, p, s in cells
+                           if p is not None and not self._generation_complete(self._adv_key(role, s, p), shard)]
+                for sid in dict.fromkeys(n.source.id for n in missing):
+                    self._generate([n for n in missing if n.source.id == sid], datasets)
+                part = self._evaluate_shard(tid, target, role, data, cells)
+            except Exception as e:  # noqa: BLE001 - every rank raises below, none is left waiting
+                error = e
+            self.dist.all_ok(error)
+            parts = self.dist.gather(part)
+            outcomes += self._on_main(lambda: self._write_target(target, role, data, cells, parts))
         return outcomes
 
-    def _evaluate_cell(self, key, plan, source, target, role, data, clean, bar) -> CellOutcome:
-        """Forward one cell's stored adversarial images through the target."""
+    def _evaluate_shard(self, tid, target, role, data, cells) -> dict:
+        """Forward this rank's batches: clean, then every cell's stored adversarial images."""
         model = self._module(target)
         num_classes = data.dataset.num_classes
-        adv_key = self._adv_key(role, source, plan)
-        generation = self._read_generation(adv_key)
-        gt_m, clean_m, target_m = [], [], []
-        t0, fwd0 = time.time(), model.forward_images
-        offset = 0
-        for images, labels, ids in data.dataset.batches(self.suite.batch_size):
-            n = len(images)
-            clean_pred = np.stack(clean.pred[offset:offset + n]).astype(np.int64)
-            offset += n
-            adv = self.adv_store.get(adv_key, ids, images)
-            with torch.no_grad():
-                adv_pred = model.predict_labels(adv.to(self.device)).cpu().numpy()
-            gt_m.append(metrics.batch_confusion_matrices(labels.numpy(), adv_pred, num_classes))
-            clean_m.append(metrics.batch_confusion_matrices(clean_pred, adv_pred, num_classes))
-            maps = [generation[i]['target_map'] for i in ids]
-            if all(m is not None for m in maps):
-                target_m.append(metrics.batch_confusion_matrices(np.stack(maps).astype(np.int64),
-                                                                 adv_pred, num_classes))
+        attack_cells = [(k, p, s) for k, p, s in cells if p is not None]
+        adv_keys = [self._adv_key(role, s, p) for _, p, s in attack_cells]
+        generations = [self._read_generation(k) for k in adv_keys]
+        loader = self._loader(data)
+        acc = [dict(gt=[], clean=[], target=[], fwd=0, wall=0.0) for _ in attack_cells]
+        positions: List[int] = []
+        bar = _progress(len(loader) * (1 + len(attack_cells)), f'evaluate {tid}', self.progress, self.dist)
+        try:
+            for batch in loader:
+                n = len(batch.ids)
+                self._describe(bar, f'evaluate {tid} clean')
+                clean = self._clean_batch(target, role, data, batch)
+                positions += batch.positions
+                if bar is not None:
+                    bar.update(n)
+                clean_pred = np.stack([clean.pred[p] for p in batch.positions]).astype(np.int64)
+                for (key, plan, source), adv_key, generation, a in zip(attack_cells, adv_keys,
+                                                                        generations, acc):
+                    self._describe(bar, f'evaluate {tid} {plan.attack.name} ε={plan.epsilon:g}'
+                                   + ('' if key.source_model is None else f' from {source.id}'))
+                    t0, fwd0 = time.time(), model.forward_images
+                    adv = self.adv_store.get(adv_key, batch.ids, batch.images)
+                    with torch.no_grad():
+                        adv_pred = model.predict_labels(adv.to(self.device)).cpu().numpy()
+                    a['gt'].append(metrics.batch_confusion_matrices(batch.labels.numpy(), adv_pred,
+                                                                    num_classes))
+                    a['clean'].append(metrics.batch_confusion_matrices(clean_pred, adv_pred, num_classes))
+                    maps = [generation[i]['target_map'] for i in batch.ids]
+                    if all(m is not None for m in maps):
+                        a['target'].append(metrics.batch_confusion_matrices(
+                            np.stack(maps).astype(np.int64), adv_pred, num_classes))
+                    a['fwd'] += model.forward_images - fwd0
+                    a['wall'] += time.time() - t0
+                    if bar is not None:
+                        bar.update(n)
+        finally:
             if bar is not None:
-                bar.update(n)
-        eval_wall, eval_fwd = time.time() - t0, model.forward_images - fwd0
+                bar.close()
+        clean = self._clean.get((target.id, role), CleanMaps())
         ids = data.dataset.image_ids()
-        gens = [generation[i] for i in ids]
-        batches = {id(g['meta']): g['meta'] for g in gens}.values()
-        gen_cost = {'gradient_passes_per_image': max(m['gradient_passes_per_image'] for m in batches),
-                    'shared_gradient_passes_per_image': min(m['shared_gradient_passes_per_image']
-                                                            for m in batches),
-                    'forward_images': sum(m['forward_images'] for m in batches),
-                    'gradient_images': sum(m['gradient_images'] for m in batches),
-                    'wall_time_s': round(sum(m['wall_time_s'] for m in batches), 3)}
-        linf = max(m['linf_max'] for m in batches)
-        info = {}
-        names = sorted(set().union(*(g['info'] for g in gens)))
-        for name in names:
-            info[name] = np.stack([np.asarray(g['info'][name]) for g in gens])
-        if key.source_model is None:   # white-box: the generation is this cell's own cost
-            stats = {'gradient_passes_per_image': gen_cost['gradient_passes_per_image'],
-                     'forward_images': gen_cost['forward_images'] + eval_fwd,
-                     'gradient_images': gen_cost['gradient_images'], 'linf_max': linf}
-            if gen_cost['shared_gradient_passes_per_image']:
-                stats['shared_gradient_passes_per_image'] = gen_cost['shared_gradient_passes_per_image']
-            wall = gen_cost['wall_time_s'] + eval_wall
-        else:                          # transfer: forward passes only; generation stays with the source
-            stats = {'gradient_passes_per_image': 0, 'forward_images': eval_fwd, 'gradient_images': 0,
-                     'linf_max': linf, 'generation': dict(gen_cost, source=source.id)}
-            wall = eval_wall
-        if info:
-            stats['per_image_info'] = {name: {'mean': float(v.mean()), 'min': float(v.min()),
-                                              'max': float(v.max())} for name, v in info.items()}
-        artifact = self._artifacts.get((source.id, id(plan)))
-        if artifact is None and plan.requires_fit:
-            path = self.artifact_path(source, plan)
-            if path.is_file():
-                artifact = {'path': str(path.relative_to(self.store.root)), 'sha256': sha256_file(path)}
-        return self._write(key, target, plan, source, data, np.concatenate(gt_m), np.concatenate(clean_m),
-                           np.concatenate(target_m) if target_m else None, stats, wall, info=info,
-                           artifact=artifact)
+        part = {'positions': positions,
+                'clean': {'gt': [clean.vs_ground_truth[p] for p in positions],
+                          'top_probability': [clean.top_probability[p] for p in positions],
+                          'entropy': [clean.entropy[p] for p in positions],
+                          'forward_images': sum(clean.forward_images[p] for p in positions),
+                          'wall_time': sum(clean.wall_time[p] for p in positions)},
+                'cells': []}
+        for generation, a in zip(generations, acc):
+            gens = [generation[ids[p]] for p in positions]
+            metas = {tuple(g['meta']['image_ids']): g['meta'] for g in gens}
+            names = sorted(set().union(*(g['info'] for g in gens))) if gens else []
+            part['cells'].append({
+                'gt': np.concatenate(a['gt']) if a['gt'] else None,
+                'clean': np.concatenate(a['clean']) if a['clean'] else None,
+                'target': np.concatenate(a['target']) if a['target'] and len(a['target']) == len(a['gt'])
+                else None,
+                'info': {name: [np.asarray(g['info'][name]) for g in gens] for name in names},
+                'metas': metas, 'forward_images': a['fwd'], 'wall_time': a['wall']})
+        return part
+
+    def _write_target(self, target, role, data, cells, parts) -> List[CellOutcome]:
+        """Merge the ranks' parts in image order and write the records (rank 0)."""
+        positions = [p for part in parts for p in part['positions']]
+        if sorted(positions) != list(range(len(data.dataset))):
+            raise ResultsError(f'evaluate {target.id}: the ranks returned images {sorted(positions)[:10]}… '
+                               f'for a dataset of {len(data.dataset)}; every image must be evaluated '
+                               'exactly once. This is a bug in the runner.')
+        order = np.argsort(positions, kind='stable')
+
+        def merged(values):
+            return [values[i] for i in order]
+
+        outcomes = []
+        clean_key = next((k for k, p, _ in cells if p is None), None)
+        if clean_key is not None:
+            gt = np.stack(merged([m for part in parts for m in part['clean']['gt']]))
+            top = np.asarray(merged([v for part in parts for v in part['clean']['top_probability']]))
+            ent = np.asarray(merged([v for part in parts for v in part['clean']['entropy']]))
+            stats = {'gradient_passes_per_image': 0,
+                     'forward_images': int(round(sum(part['clean']['forward_images'] for part in parts))),
+                     'gradient_images': 0, 'linf_max': 0.0,
+                     'prediction_confidence': {'mean_top_probability': float(np.mean(top)),
+                                               'mean_entropy_nats': float(np.mean(ent))}}
+            wall = sum(part['clean']['wall_time'] for part in parts)
+            outcomes.append(self._write(clean_key, target, None, None, data, gt, None, None, stats, wall,
+                                        info={'top_probability': top, 'entropy_nats': ent}))
+        attack_cells = [(k, p, s) for k, p, s in cells if p is not None]
+        for j, (key, plan, source) in enumerate(attack_cells):
+            cell_parts = [part['cells'][j] for part in parts]
+            pieces = {}
+            for what in ('gt', 'clean', 'target'):
+                arrays = [c[what] for c, part in zip(cell_parts, parts) if part['positions']]
+                pieces[what] = (None if any(a is None for a in arrays)
+                                else np.concatenate(arrays)[order])
+            metas = {}
+            for c in cell_parts:
+                metas.update(c['metas'])
+            batches = [metas[k] for k in sorted(metas)]
+            gen_cost = {'gradient_passes_per_image': max(m['gradient_passes_per_image'] for m in batches),
+                        'shared_gradient_passes_per_image': min(m['shared_gradient_passes_per_image']
+                                                                for m in batches),
+                        'forward_images': sum(m['forward_images'] for m in batches),
+                        'gradient_images': sum(m['gradient_images'] for m in batches),
+                        'wall_time_s': round(sum(m['wall_time_s'] for m in batches), 3)}
+            linf = max(m['linf_max'] for m in batches)
+            eval_fwd = sum(c['forward_images'] for c in cell_parts)
+            eval_wall = sum(c['wall_time'] for c in cell_parts)
+            info = {}
+            for name in sorted(set().union(*(c['info'] for c in cell_parts))):
+                values = [v for c in cell_parts for v in c['info'][name]]
+                info[name] = np.stack(merged(values))
+            if key.source_model is None:   # white-box: the generation is this cell's own cost
+                stats = {'gradient_passes_per_image': gen_cost['gradient_passes_per_image'],
+                         'forward_images': gen_cost['forward_images'] + eval_fwd,
+                         'gradient_images': gen_cost['gradient_images'], 'linf_max': linf}
+                if gen_cost['shared_gradient_passes_per_image']:
+                    stats['shared_gradient_passes_per_image'] = gen_cost['shared_gradient_passes_per_image']
+                wall = gen_cost['wall_time_s'] + eval_wall
+            else:                          # transfer: forward passes only; generation stays with the source
+                stats = {'gradient_passes_per_image': 0, 'forward_images': eval_fwd, 'gradient_images': 0,
+                         'linf_max': linf, 'generation': dict(gen_cost, source=source.id)}
+                wall = eval_wall
+            if info:
+                stats['per_image_info'] = {name: {'mean': float(v.mean()), 'min': float(v.min()),
+                                                  'max': float(v.max())} for name, v in info.items()}
+            artifact = self._artifacts.get((source.id, id(plan)))
+            if artifact is None and plan.requires_fit:
+                path = self.artifact_path(source, plan)
+                if path.is_file():
+                    artifact = {'path': str(path.relative_to(self.store.root)), 'sha256': sha256_file(path)}
+            outcomes.append(self._write(key, target, plan, source, data, pieces['gt'], pieces['clean'],
+                                        pieces['target'], stats, wall, info=info, artifact=artifact))
+        return outcomes
 
     def _write(self, key, target, plan, source, data, gt, clean, target_conf, stats, wall, info=None,
                artifact=None):
@@ -925,6 +1049,11 @@ class _DatasetRun:
                      'image_ids_sha256': dataset.image_ids_sha256()}
 
 
+def _accepts(fn, name: str) -> bool:
+    import inspect
+    return name in inspect.signature(fn).parameters
+
+
 def _unique_plans(plans):
     out, seen = [], set()
     for p in plans:
@@ -968,26 +1097,6 @@ def _check_device(device) -> torch.device:
     elif dev.type != 'cpu':
         raise ConfigError(f'--device {device}: only cpu and cuda devices are supported')
     return dev
-
-
-def _run_model_worker(suite, results_dir, force, model, progress, device, share, threads, slots,
-                      log_level, adv_dir):
-    """One model in a worker process of :meth:`Runner._run_parallel`."""
-    logging.basicConfig(level=log_level, format='%(asctime)s %(levelname)s %(name)s: %(message)s',
-                        datefmt='%H:%M:%S')
-    for noisy in ('mmengine', 'matplotlib', 'PIL'):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    torch.set_num_threads(threads)
-    position = slots.get() if slots is not None else None
-    from tqdm.contrib.logging import logging_redirect_tqdm
-    try:
-        with logging_redirect_tqdm():   # log lines above this worker's progress bar, not through it
-            return Runner(suite, results_dir, force=force, models=[model], progress=progress,
-                          device=device, share_trajectories=share, jobs=1, adv_dir=adv_dir,
-                          _bar_position=position).run()
-    finally:
-        if slots is not None:
-            slots.put(position)
 
 
 def run_suite(suite, results_dir='results', **kwargs) -> List[CellOutcome]:

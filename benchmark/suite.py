@@ -9,7 +9,6 @@ A suite file (``benchmark/suites/*.py``) holds::
     epsilons = [0.25, 0.5, 1, 2, 4, 8, 16, 32]  # 0-255 pixel units
     label_source = 'prediction'               # or 'ground_truth'
     batch_size = 8
-    jobs = 1                                  # models run at once in worker processes (CPU)
     seed = 0
     # only for attacks fitted on a training split (universal / generative perturbations):
     fit_dataset = dict(type='synthetic_cityscapes', split='train', num_images=64)
@@ -53,7 +52,7 @@ from .target_specs import check_mask_spec, check_target_spec
 
 ARNAB_EPSILONS = (0.25, 0.5, 1, 2, 4, 8, 16, 32)
 _KNOWN_FIELDS = {'suite_name', 'dataset', 'models', 'sources', 'targets', 'attacks', 'epsilons', 'label_source',
-                 'batch_size', 'jobs', 'seed', 'description', 'fit_dataset'}
+                 'batch_size', 'seed', 'description', 'fit_dataset'}
 #: attack-entry fields the runner handles itself (not passed to the attack's constructor)
 RUNNER_FIELDS = ('target', 'mask', 'epsilons')
 
@@ -130,7 +129,6 @@ class Suite:
     epsilons: List[float]
     label_source: str = 'prediction'
     batch_size: int = 8
-    jobs: int = 1                     # execution only: never part of a cell key or record
     seed: int = 0
     description: str = ''
     source: Optional[str] = None
@@ -325,6 +323,11 @@ def load_suite(source: Union[str, Path, dict], overrides: Optional[Dict[str, Any
         where, default_name = str(path), path.stem
     raw.update(overrides or {})
     raw = {k: v for k, v in raw.items() if not k.startswith('_')}   # local helper variables
+    if 'jobs' in raw:
+        raise ConfigError(f'{where}: `jobs` is no longer a suite field: the runner scales out on '
+                          'torch.distributed. Remove it and start the run with `torchrun '
+                          '--nproc-per-node N tools/run_benchmark.py --launcher pytorch ...` to use '
+                          'N processes (see docs/scaling.md)')
     unknown = set(raw) - _KNOWN_FIELDS
     if unknown:
         raise ConfigError(f'{where}: unknown suite field(s) {sorted(unknown)}; allowed: {sorted(_KNOWN_FIELDS)}')
@@ -431,9 +434,6 @@ def load_suite(source: Union[str, Path, dict], overrides: Optional[Dict[str, Any
     batch_size = raw.get('batch_size', 8)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f'{where}: batch_size must be a positive integer, got {batch_size!r}')
-    jobs = raw.get('jobs', 1)
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ConfigError(f'{where}: jobs must be a positive number of worker processes, got {jobs!r}')
     seed = raw.get('seed', 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f'{where}: seed must be an integer, got {seed!r}')
@@ -444,7 +444,7 @@ def load_suite(source: Union[str, Path, dict], overrides: Optional[Dict[str, Any
         if t.id in {s.id for s in sources} and t.spec != next(s.spec for s in sources if s.id == t.id):
             raise ConfigError(f'{where}: source and target {t.id} have the same id but differ')
     suite = Suite(name=name, dataset=dataset, models=models, attacks=attacks, epsilons=epsilons,
-                  label_source=label_source, batch_size=batch_size, jobs=jobs, seed=seed,
+                  label_source=label_source, batch_size=batch_size, seed=seed,
                   description=str(raw.get('description', '')),
                   source=None if isinstance(source, dict) else str(source), fit_dataset=fit_dataset,
                   sources=sources, targets=targets, transfer=transfer)

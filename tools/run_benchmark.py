@@ -7,6 +7,10 @@ with --force on a 2-core CPU):
     python tools/run_benchmark.py benchmark/suites/demo.py
 
 Cells already stored are skipped (an interrupted run resumes); ``--force`` recomputes them.
+On several cores, GPUs or a Slurm cluster, start it with ``torchrun`` or ``srun`` and
+``--launcher pytorch`` / ``slurm`` (docs/scaling.md):
+
+    torchrun --standalone --nproc-per-node 2 tools/run_benchmark.py --launcher pytorch benchmark/suites/demo.py
 """
 from __future__ import annotations
 
@@ -28,8 +32,13 @@ def parse_args(argv=None):
     p.add_argument('--batch-size', type=int, help='override the suite batch size')
     p.add_argument('--device', default='cpu', help='torch device (default: cpu)')
     p.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s choice, one per core)')
-    p.add_argument('--jobs', type=int, help='models run at once in worker processes, sharing the threads '
-                                           '(default: the suite\'s `jobs`, 1 unless it says otherwise)')
+    p.add_argument('--launcher', choices=('none', 'pytorch', 'slurm'), default='none',
+                   help='process group launcher: none (one process), pytorch (started by torchrun) or '
+                        'slurm (started by srun); see docs/scaling.md')
+    p.add_argument('--workers', type=int, default=1,
+                   help='image-decoding worker processes per rank (0: decode in the main process)')
+    p.add_argument('--deterministic', action='store_true',
+                   help='torch.use_deterministic_algorithms (warn only) and no cuDNN autotuning')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     p.add_argument('-v', '--verbose', action='store_true')
     return p.parse_args(argv)
@@ -42,9 +51,11 @@ def main(argv=None):
 
     from common.errors import ConfigError
     for option, value in (('--threads', args.threads), ('--num-images', args.num_images),
-                          ('--batch-size', args.batch_size), ('--jobs', args.jobs)):
+                          ('--batch-size', args.batch_size)):
         if value is not None and value < 1:
             raise ConfigError(f'{option} must be a positive integer, got {value}')
+    if args.workers < 0:
+        raise ConfigError(f'--workers must be 0 or more decoding processes, got {args.workers}')
     check_output_dir(args.leaderboard_dir if not args.no_leaderboard else None, '--leaderboard-dir')
     if args.threads:
         import torch
@@ -66,10 +77,23 @@ def main(argv=None):
             'They are committed to the repository; restore them with git checkout, or retrain them with '
             'python tools/train_demo_zoo.py --models NAME (4 to 95 minutes per model on one core '
             'of a 2-core CPU; see model_zoo/README.md).')
+    from benchmark import distributed
+    from benchmark.runner import _check_device
+    _check_device(args.device)   # a typo fails here, not inside the process group's set-up
+    dist = distributed.init(args.launcher, args.device)
+    if not dist.is_main:   # one voice: the other ranks log warnings and errors only
+        logging.getLogger().setLevel(logging.WARNING)
     from tqdm.contrib.logging import logging_redirect_tqdm
-    with logging_redirect_tqdm():   # log lines go above the progress bar instead of through it
-        outcomes = Runner(suite, args.results_dir, force=args.force, models=args.models,
-                          progress=not args.no_progress, device=args.device, jobs=args.jobs).run()
+    try:
+        with logging_redirect_tqdm(), distributed.deterministic(args.deterministic):
+            # log lines go above the progress bar instead of through it
+            outcomes = Runner(suite, args.results_dir, force=args.force, models=args.models,
+                              progress=not args.no_progress, device=distributed.rank_device(args.device),
+                              workers=args.workers, dist=dist).run()
+    finally:
+        dist.close()
+    if not dist.is_main:
+        return
     computed = sum(o.status == 'computed' for o in outcomes)
     log = logging.getLogger('run_benchmark')
     log.info('%d cells computed, %d already stored, records under %s', computed,

@@ -461,8 +461,7 @@ def main(argv=None) -> None:
 
     from benchmark.runner import Runner
     from benchmark.store import ResultStore
-    outcomes = Runner(suite, args.results_dir, progress=not args.no_progress, device=args.device,
-                      jobs=1).run()
+    outcomes = Runner(suite, args.results_dir, progress=not args.no_progress, device=args.device).run()
     paths = [o.path for o in outcomes]
     if not paths:
         raise ConfigError(f'suite {suite.name} produced no records for {args.name}')

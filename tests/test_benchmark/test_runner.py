@@ -88,20 +88,20 @@ def test_resume_after_interruption_matches_uninterrupted_run(suite, tmp_path, mo
     Runner(suite, tmp_path / 'a', progress=False, adv_dir=tmp_path / 'adv_a').run()
 
     calls = {'n': 0}
-    original = Runner._evaluate_cell
+    original = Runner._write
 
     def flaky(self, *args, **kwargs):
         calls['n'] += 1
-        if calls['n'] == 3:
+        if calls['n'] == 4:
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Runner, '_evaluate_cell', flaky)
+    monkeypatch.setattr(Runner, '_write', flaky)
     with pytest.raises(KeyboardInterrupt):
         Runner(suite, tmp_path / 'b', progress=False).run()
     assert len(list((tmp_path / 'b').rglob('*.json'))) == 3      # clean + 2 cells survived
     assert not list((tmp_path / 'b').rglob('.*.tmp'))             # no half-written files
-    monkeypatch.setattr(Runner, '_evaluate_cell', original)
+    monkeypatch.setattr(Runner, '_write', original)
     outcomes = Runner(suite, tmp_path / 'b', progress=False).run()
     assert [o.status for o in outcomes].count('computed') == 2
 
@@ -156,41 +156,17 @@ def test_shared_trajectories_give_identical_records_with_fewer_gradient_passes(
         assert rec['attack_stats']['linf_max'] == shared[cell_id]['attack_stats']['linf_max']
     total = lambda recs: sum(r['attack_stats']['gradient_images'] for r in recs.values())  # noqa: E731
     # alone: 4 images × (1 + 2 + 3 + 5 + 10) steps per attack. Shared (integer images, α = 1): ε = 8
-    # leads with 10 steps; ε = 4, 2, 1 continue after 4, 2, 1 of its steps; ε = 0.5 starts afresh
+    # leads with 10 steps; ε = 4, 2, 1 continue after 4, 2, 1 of its steps and their first own
+    # step uses the gradient ε = 8 took at that iterate, as ε = 0.5 uses its gradient at the clean
+    # image: each smaller ε's last step is the only one left and it is shared, so 10 in all
     assert total(alone) == 2 * 4 * (1 + 2 + 3 + 5 + 10)
-    assert total(shared) == 2 * 4 * (10 + (5 - 4) + (3 - 2) + (2 - 1) + 1)
+    assert total(shared) == 2 * 4 * 10
     eps4 = [r for r in shared.values() if r['key']['attack'] == 'ifgsm' and r['key']['epsilon'] == 4][0]
-    assert eps4['attack_stats']['shared_gradient_passes_per_image'] == 4
+    assert eps4['attack_stats']['shared_gradient_passes_per_image'] == 5
     assert eps4['attack_stats']['gradient_passes_per_image'] == 5
 
 
-def test_parallel_models_match_sequential_run_and_a_failure_loses_nothing(
-        synthetic_root, tiny_config, tiny_checkpoint, tiny_checkpoint_diverse, tmp_path):
-    from benchmark.errors import CheckpointError
-    models = [dict(name='tiny_a', config=str(tiny_config), checkpoint=str(tiny_checkpoint)),
-              dict(name='tiny_b', config=str(tiny_config), checkpoint=str(tiny_checkpoint_diverse))]
-    suite = make_suite(synthetic_root, tiny_config, tiny_checkpoint, models=models)
-    Runner(suite, tmp_path / 'seq', progress=False).run()
-    # a checkpoint that exists but does not fit the config fails when its model is built (a missing
-    # file would be refused before any model starts)
-    mismatched = tmp_path / 'mismatched.pth'
-    torch.save({'decode_head.conv_seg.weight': torch.zeros(19, 16, 1, 1)}, mismatched)
-    broken = dict(name='tiny_broken', config=str(tiny_config), checkpoint=str(mismatched))
-    par_suite = make_suite(synthetic_root, tiny_config, tiny_checkpoint, models=[broken] + models, jobs=2)
-    assert par_suite.jobs == 2
-    # the broken model fails first; the other two still run to the end, then its error is raised
-    with pytest.raises(CheckpointError, match='mismatched.pth'):
-        Runner(par_suite, tmp_path / 'par', progress=False).run()
-    seq = {p.relative_to(tmp_path / 'seq'): comparable(r) for p, r in ResultStore(tmp_path / 'seq').iter_records()}
-    par = {p.relative_to(tmp_path / 'par'): comparable(r) for p, r in ResultStore(tmp_path / 'par').iter_records()}
-    assert len(seq) == 10 and seq == par
-    # resuming in parallel finds everything of the good models stored
-    outcomes = Runner(make_suite(synthetic_root, tiny_config, tiny_checkpoint, models=models), tmp_path / 'par',
-                      progress=False, jobs=2).run()
-    assert [o.status for o in outcomes] == ['stored'] * 10
-
-
-def test_jobs_must_be_a_positive_integer(synthetic_root, tiny_config, tiny_checkpoint):
+def test_jobs_is_refused_with_the_torchrun_command(synthetic_root, tiny_config, tiny_checkpoint):
     from benchmark.errors import ConfigError
-    with pytest.raises(ConfigError, match='jobs must be a positive'):
-        make_suite(synthetic_root, tiny_config, tiny_checkpoint, jobs=0)
+    with pytest.raises(ConfigError, match='no longer a suite field.*torchrun --nproc-per-node N'):
+        make_suite(synthetic_root, tiny_config, tiny_checkpoint, jobs=2)

@@ -26,7 +26,6 @@ models = ['fcn_r18-w16_synthcity']
 attacks = [dict(type='fgsm'), dict(type='fgsm_ll'), dict(type='ifgsm'), dict(type='ifgsm_ll')]
 epsilons = [0.25, 0.5, 1, 2, 4, 8, 16, 32]
 batch_size = 2
-jobs = 2
 """
 
 
