@@ -170,3 +170,32 @@ def test_jobs_is_refused_with_the_torchrun_command(synthetic_root, tiny_config, 
     from benchmark.errors import ConfigError
     with pytest.raises(ConfigError, match='no longer a suite field.*torchrun --nproc-per-node N'):
         make_suite(synthetic_root, tiny_config, tiny_checkpoint, jobs=2)
+
+
+def test_arnab_grid_costs_80_gradient_passes_per_image_and_matches_attacks_run_alone(
+        synthetic_root, tiny_config, tiny_checkpoint_diverse, tmp_path):
+    """The four attacks of Arnab et al. over ε ∈ {0.25, ..., 32}: the runner passes one
+    SharedGradients per batch to all four entries, so FGSM (II) take Iterative FGSM (II)'s first
+    gradient and every smaller ε branches off the ε = 32 trajectory: 40 + 40 passes per image, the
+    records bit-identical to every attack and ε run alone (172 passes per image)."""
+    from benchmark.suite import ARNAB_EPSILONS
+    suite = make_suite(synthetic_root, tiny_config, tiny_checkpoint_diverse, epsilons=list(ARNAB_EPSILONS),
+                       attacks=['fgsm', 'fgsm_ll', 'ifgsm', 'ifgsm_ll'], batch_size=2,
+                       dataset=dict(type='synthetic_cityscapes', root=str(synthetic_root), seed=0,
+                                    num_train=2, num_val=4, size=(64, 32), num_images=2))
+    Runner(suite, tmp_path / 'alone', progress=False, share_trajectories=False,
+           adv_dir=tmp_path / 'adv_alone').run()
+    Runner(suite, tmp_path / 'shared', progress=False, adv_dir=tmp_path / 'adv_shared').run()
+    alone = {r['cell_id']: r for _, r in ResultStore(tmp_path / 'alone').iter_records()}
+    shared = {r['cell_id']: r for _, r in ResultStore(tmp_path / 'shared').iter_records()}
+    assert alone.keys() == shared.keys() and len(alone) == 1 + 4 * 8
+    for cell_id, rec in alone.items():
+        assert rec['confusion'] == shared[cell_id]['confusion'], rec['key']
+        assert rec['attack_stats']['gradient_passes_per_image'] == \
+            shared[cell_id]['attack_stats']['gradient_passes_per_image']
+    per_image = lambda recs: sum(r['attack_stats']['gradient_images'] for r in recs.values()) / 2  # noqa: E731
+    assert per_image(alone) == 2 * 8 + 2 * (1 + 1 + 2 + 3 + 5 + 10 + 20 + 36) == 172
+    assert per_image(shared) == 80
+    own = sum(r['attack_stats']['gradient_passes_per_image']
+              - r['attack_stats'].get('shared_gradient_passes_per_image', 0) for r in shared.values())
+    assert own == 80
