@@ -35,6 +35,10 @@ def parse_args(argv=None):
     p.add_argument('--launcher', choices=('none', 'pytorch', 'slurm'), default='none',
                    help='process group launcher: none (one process), pytorch (started by torchrun) or '
                         'slurm (started by srun); see docs/scaling.md')
+    p.add_argument('--nproc', type=int, default=1,
+                   help='run N ranks on this machine: starts itself under torchrun --standalone '
+                        '--nproc-per-node N with --launcher pytorch (one thread per rank unless '
+                        'OMP_NUM_THREADS or --threads says otherwise)')
     p.add_argument('--workers', type=int, default=1,
                    help='image-decoding worker processes per rank (0: decode in the main process)')
     p.add_argument('--deterministic', action='store_true',
@@ -54,6 +58,11 @@ def main(argv=None):
                           ('--batch-size', args.batch_size)):
         if value is not None and value < 1:
             raise ConfigError(f'{option} must be a positive integer, got {value}')
+    if args.nproc < 1:
+        raise ConfigError(f'--nproc must be a positive number of ranks, got {args.nproc}')
+    if args.nproc > 1 and args.launcher != 'none':
+        raise ConfigError(f'--nproc starts the ranks itself; with --launcher {args.launcher} the '
+                          'launcher (torchrun, srun) starts them: drop --nproc')
     if args.workers < 0:
         raise ConfigError(f'--workers must be 0 or more decoding processes, got {args.workers}')
     check_output_dir(args.leaderboard_dir if not args.no_leaderboard else None, '--leaderboard-dir')
@@ -77,6 +86,8 @@ def main(argv=None):
             'They are committed to the repository; restore them with git checkout, or retrain them with '
             'python tools/train_demo_zoo.py --models NAME (4 to 95 minutes per model on one core '
             'of a 2-core CPU; see model_zoo/README.md).')
+    if args.nproc > 1:
+        return _relaunch(args.nproc, argv)
     from benchmark import distributed
     from benchmark.runner import _check_device
     _check_device(args.device)   # a typo fails here, not inside the process group's set-up
@@ -109,6 +120,30 @@ def main(argv=None):
             if suite_name == suite.name:
                 print(f'\n{suite_name} ({dataset}), IoU ratio in %:')
                 print(table.to_string(index=False, float_format=lambda v: f'{100 * v:.1f}'))
+
+
+def _relaunch(nproc: int, argv=None) -> None:
+    """This command again, under ``torchrun --standalone --nproc-per-node N`` (torch's own
+    launcher, run in this process), every rank with ``--launcher pytorch``."""
+    import sys
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    rest, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == '--nproc':
+            skip = True
+        elif not a.startswith('--nproc='):
+            rest.append(a)
+    try:
+        torchrun(['--standalone', f'--nproc-per-node={nproc}', __file__, *rest, '--launcher', 'pytorch'])
+    except ChildFailedError:
+        # each rank has printed its own message; torch's report of the failure adds nothing
+        sys.exit(2)
 
 
 if __name__ == '__main__':

@@ -93,9 +93,9 @@ def test_two_ranks_write_the_records_of_one_process(tmp_path, synthetic_root, ti
     # every rank stored its own batches; together they are the one-process store, byte for byte
     assert store_files(tmp_path / 'adv_one') == store_files(tmp_path / 'adv_two')
     assert 'cells computed' in proc.stderr          # rank 0 reports
-    # resume: both ranks find everything stored
-    again = run([str(suite)], tmp_path / 'two', tmp_path / 'adv_two', nproc=2)
-    assert '0 cells computed' in again.stderr
+    # resume, started with --nproc (the tool runs torchrun itself): both ranks find everything stored
+    again = run([str(suite), '--nproc', '2'], tmp_path / 'two', tmp_path / 'adv_two')
+    assert '0 cells computed, 34 already stored' in again.stderr
 
 
 def test_chunks_are_dealt_whole_and_exactly_once(monkeypatch):
