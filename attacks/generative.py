@@ -83,7 +83,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import IGNORE_INDEX, PIXEL_MAX, PIXEL_MIN, Attack, member_weighted, register_attack
-from .fitted import FitBatch, FittedAttack
+from .fitted import FitBatch, FittedAttack, ReplayedFitData
 from .generators import build_generator, check_activation, check_norm, count_parameters
 from .pgd import check_positive
 
@@ -366,8 +366,10 @@ class GenerativePerturbation(FittedAttack):
         Args:
             model: The attacked model, pixel-space ``(N, 3, H, W)`` → logits; its weights get no
                 gradient.
-            batches: Zero-argument callable returning a fresh iterator of :class:`FitBatch`
-                (called once per epoch). Batches with a ``target`` map fit a targeted generator.
+            batches: Zero-argument callable returning a fresh iterator of :class:`FitBatch`, the
+                same batches at every call (read once and replayed from memory when the split
+                fits in :data:`~attacks.fitted.FIT_REPLAY_BYTES`, otherwise called once per
+                epoch). Batches with a ``target`` map fit a targeted generator.
             progress: Show a tqdm bar.
 
         ``fit_info`` then holds ``mode``, ``targeted``, ``loss`` (which ``l_fool``),
@@ -383,6 +385,7 @@ class GenerativePerturbation(FittedAttack):
         from tqdm.auto import tqdm
 
         t0 = time.time()
+        batches = ReplayedFitData(batches)
         iterator = iter(batches())
         try:
             first = next(iterator)
@@ -464,6 +467,7 @@ class GenerativePerturbation(FittedAttack):
             'loss_per_epoch': [round(v, 6) for v in epoch_losses], 'lr_per_epoch': epoch_lrs,
             'loss_per_iteration': [round(v, 6) for v in losses],
             'gradient_passes': gradient_images, 'forward_passes': forward_images,
+            'split_reads': batches.source_calls,
             'generator_parameters': count_parameters(net),
             'noise_shape': None if self._noise is None else list(self._noise.shape),
             'fit_seconds': round(time.time() - t0, 3),

@@ -55,8 +55,11 @@ experiment: "we used the unweighted loss J_ss, and did not use periodic tiles, i
 w = 1024" (``tile_size=None``); their dynamic-target (hiding) experiment: "the periodic tile size to
 h = w = 512 and use J^ω_ss with ω = 0.9999" (``tile_size=512, omega=0.9999``).
 
-Cost: fitting spends ``num_steps × m`` forward+backward passes (plus ``m`` forward passes for the
-final loss), recorded in ``fit_info``; applying the perturbation costs no gradient pass.
+Cost: fitting spends exactly ``num_steps × m`` forward+backward image passes, one batched pass
+per batch of the split and iteration (no per-image loop), plus ``m`` forward passes for the final
+loss, recorded in ``fit_info``; the split itself is read once and replayed from memory when it
+fits in :data:`attacks.fitted.FIT_REPLAY_BYTES` (``fit_info['split_reads']``). Applying the
+perturbation costs no gradient pass.
 """
 from __future__ import annotations
 
@@ -68,7 +71,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .base import IGNORE_INDEX, PIXEL_MAX, PIXEL_MIN, member_weighted, register_attack
-from .fitted import FitBatch, FitData, FittedAttack
+from .fitted import FitBatch, FitData, FittedAttack, ReplayedFitData
 from .pgd import check_num_steps, check_positive
 from .targeted import (METZEN_NUM_STEPS, METZEN_TAU, WeightedTarget, metzen_pixel_weights,
                        weighted_pixel_cross_entropy)
@@ -242,14 +245,17 @@ class UniversalPerturbation(FittedAttack):
         Args:
             model: Pixel-space segmenter, ``(N, 3, H, W)`` in [0, 255] → ``(N, C, H, W)`` logits.
             batches: Zero-argument callable returning a fresh iterator of
-                :class:`~attacks.fitted.FitBatch` ``(images, labels, target)``; called once per
-                iteration (and once more for the final loss). All images must have the same size;
-                either every batch has a ``target`` (targeted) or none has (untargeted).
+                :class:`~attacks.fitted.FitBatch` ``(images, labels, target)``, the same batches
+                at every call. Read once and replayed from memory when the split fits in
+                :data:`~attacks.fitted.FIT_REPLAY_BYTES`, otherwise called once per iteration
+                (and once more for the final loss). All images must have the same size; either
+                every batch has a ``target`` (targeted) or none has (untargeted).
             progress: Show a tqdm progress bar over the iterations.
         """
         if not callable(batches):
             raise ValueError('batches must be a zero-argument callable returning a fresh iterator of '
                              f'FitBatch(images, labels, target), got {type(batches).__name__}')
+        batches = ReplayedFitData(batches)
         self._proto = None          # a failed fit leaves the attack unfitted
         self.fit_info = {}
         split = _Split()
@@ -287,7 +293,7 @@ class UniversalPerturbation(FittedAttack):
             'targeted': bool(split.targeted), 'loss': loss_name,
             'objective': 'minimise' if split.targeted else 'maximise',
             'loss_per_step': losses, 'initial_loss': losses[0], 'final_loss': final_loss,
-            'gradient_passes': self.num_steps * m, 'forward_passes': m,
+            'gradient_passes': self.num_steps * m, 'forward_passes': m, 'split_reads': batches.source_calls,
             'linf': float(proto.abs().max()),
         }
         return self

@@ -365,3 +365,69 @@ def test_misuse_is_reported(setup):
         attack.fit(model, _batches(images / 255 - 0.5, labels))
     with pytest.raises(ValueError, match='image_size'):
         attack.initialize()
+
+
+# -- cost: one batched model pass per batch and optimiser step, the split read once --------------
+
+class _ImageCounter(torch.nn.Module):
+    """Counts the images the model gets with a gradient path back to the generator, and without."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.grad_batches, self.forward_batches = [], []
+
+    def forward(self, x):
+        (self.grad_batches if torch.is_grad_enabled() and x.requires_grad else self.forward_batches).append(len(x))
+        return self.model(x)
+
+
+class _Source:
+    def __init__(self, *args, **kwargs):
+        self.inner, self.calls = _batches(*args, **kwargs), 0
+
+    def __call__(self):
+        self.calls += 1
+        yield from self.inner()
+
+
+@pytest.mark.parametrize('mode,loss', [('universal', 'neg_log_ce'), ('image_dependent', 'least_likely')])
+def test_fit_costs_one_batched_pass_per_step_and_reads_the_split_once(setup, monkeypatch, mode, loss):
+    import attacks.fitted as fitted
+    model, images, labels, _ = setup
+    kw = dict(TINY, epochs=3, mode=mode, untargeted_loss=loss, dropout=True)
+    counting, source = _ImageCounter(model), _Source(images, labels, batch_size=3)
+    attack = GenerativePerturbation(8, **kw).fit(counting, source)
+    assert counting.grad_batches == [3, 3, 2] * 3                       # 3 epochs over 8 images
+    assert counting.forward_batches == ([3, 3, 2] * 3 if loss == 'least_likely' else [])
+    info = attack.fit_info
+    assert info['gradient_passes'] == 24 and info['forward_passes'] == (24 if loss == 'least_likely' else 0)
+    assert source.calls == 1 and info['split_reads'] == 1
+    # reading the split at every epoch instead (as before replaying): bit-identical generator
+    monkeypatch.setattr(fitted, 'FIT_REPLAY_BYTES', 0)
+    again = _Source(images, labels, batch_size=3)
+    reread = GenerativePerturbation(8, **kw).fit(model, again)
+    assert again.calls == 3 and reread.fit_info['split_reads'] == 3
+    sa, sb = attack.state_dict(), reread.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert reread.fit_info['loss_per_iteration'] == info['loss_per_iteration']
+
+
+def test_an_unfinished_pass_is_read_again_and_a_finished_one_replayed(setup):
+    """num_iters can end the first pass early: only a pass read to its end is replayed."""
+    from attacks.fitted import ReplayedFitData
+    _, images, labels, _ = setup
+    source = _Source(images, labels, batch_size=3)
+    data = ReplayedFitData(source)
+    first = next(iter(data()))                          # a pass abandoned after one batch
+    assert torch.equal(first.images, images[:3])
+    assert [len(b.images) for b in data()] == [3, 3, 2] and source.calls == 2
+    replayed = list(data())
+    assert source.calls == 2 and len(replayed) == 3
+    assert torch.equal(torch.cat([b.images for b in replayed]), images)
+    assert torch.equal(torch.cat([b.labels for b in replayed]), labels)
+    assert all(b.target is None and isinstance(b, FitBatch) for b in replayed)
+    # 5 iterations over 3 batches per epoch: the first epoch reads the split, the second replays it
+    source = _Source(images, labels, batch_size=3)
+    attack = GenerativePerturbation(8, **dict(TINY, epochs=None), num_iters=5).fit(setup[0], source)
+    assert attack.fit_info['iterations'] == 5 and attack.fit_info['epochs'] == 2 and source.calls == 1

@@ -407,3 +407,71 @@ def test_apply_needs_no_model_and_equals_the_call():
     assert torch.equal(adv, attack(lambda x: torch.zeros(len(x), 2, *x.shape[-2:]), images,
                                    labels=torch.zeros(2, 7, 11, dtype=torch.long)))
     assert torch.equal(adv[:, :, :3, :5], (images[:, :, :3, :5] + proto).clamp(0, 255))
+
+
+# -- cost: one batched forward+backward per batch and step, the split read once ------------------
+
+class _ImageCounter(torch.nn.Module):
+    """Counts the images the model gets with and without a gradient to their pixels, per call."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.grad_batches, self.forward_batches = [], []
+
+    def forward(self, x):
+        (self.grad_batches if torch.is_grad_enabled() and x.requires_grad else self.forward_batches).append(len(x))
+        return self.model(x)
+
+
+class _Source:
+    """A FitData that counts its calls; ``reuse_buffer`` yields views of one buffer it overwrites."""
+
+    def __init__(self, model, images, batch_size, target_fn=None, reuse_buffer=False):
+        self.inner = _batches(model, images, batch_size, target_fn)
+        self.calls, self.reuse = 0, reuse_buffer
+        self.buffer = torch.empty_like(images[:batch_size])
+
+    def __call__(self):
+        self.calls += 1
+        for b in self.inner():
+            if self.reuse:
+                view = self.buffer[:len(b.images)]
+                view.copy_(b.images)
+                b = FitBatch(view, b.labels, b.target)
+            yield b
+
+
+def test_fit_costs_steps_times_images_in_batched_passes_and_reads_the_split_once(model, monkeypatch):
+    import attacks.fitted as fitted
+    images = _images(5, seed=4)
+    counting = _ImageCounter(model)
+    source = _Source(model, images, 2, _static)
+    attack = UniversalPerturbation(10, num_steps=4, tile_size=(5, 7)).fit(counting, source)
+    # each step: one forward+backward per batch of the split (2 + 2 + 1 images), no per-image pass
+    assert counting.grad_batches == [2, 2, 1] * 4 and sum(counting.grad_batches) == 4 * 5
+    assert counting.forward_batches == [2, 2, 1]                   # the final loss, forward only
+    assert source.calls == 1 and attack.fit_info['split_reads'] == 1
+    assert attack.fit_info['gradient_passes'] == 20 and attack.fit_info['forward_passes'] == 5
+
+    # the same fit reading the split at every pass (as before replaying): bit-identical
+    for disable in ({'FIT_REPLAY_BYTES': 0}, {'FIT_REPLAY_BYTES': 1000}, {}):
+        for name, value in disable.items():
+            monkeypatch.setattr(fitted, name, value)
+        again = _Source(model, images, 2, _static)
+        if not disable:
+            again.replayable = False
+        reread = UniversalPerturbation(10, num_steps=4, tile_size=(5, 7)).fit(model, again)
+        assert again.calls == 5 and reread.fit_info['split_reads'] == 5     # 4 steps + final loss
+        assert torch.equal(reread.proto_perturbation, attack.proto_perturbation)
+        assert {**reread.fit_info, 'split_reads': 1} == attack.fit_info
+        monkeypatch.undo()
+
+
+def test_replayed_split_is_a_copy_of_what_the_source_yielded(model):
+    images = _images(5, seed=4)
+    fresh = UniversalPerturbation(10, num_steps=3, tile_size=(5, 7)).fit(model, _Source(model, images, 2, _static))
+    source = _Source(model, images, 2, _static, reuse_buffer=True)
+    reused = UniversalPerturbation(10, num_steps=3, tile_size=(5, 7)).fit(model, source)
+    assert source.calls == 1
+    assert torch.equal(reused.proto_perturbation, fresh.proto_perturbation)

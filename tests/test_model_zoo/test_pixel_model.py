@@ -119,3 +119,24 @@ def test_non_finite_input_gradient_stops_the_backward_pass():
     x.requires_grad_(True)
     with pytest.raises(ModelError, match='non-finite input gradient'):
         model(x).sum().backward()
+
+
+def test_predicted_labels_are_the_argmax_also_on_ties_and_non_finite_values():
+    from model_zoo.pixel_model import channel_argmax
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randint(0, 3, (4, 19, 9, 11), generator=g).float()     # many ties
+    logits[0, 2, 1, 1] = float('nan')
+    logits[1, :, 2, 2] = float('nan')
+    logits[2, 5, 3, 3] = float('inf')
+    logits[3, 7, 4, 4] = -float('inf')
+    assert torch.equal(channel_argmax(logits), logits.argmax(dim=1))
+    logits = torch.randn(2, 5, 7, 3, generator=g)
+    assert torch.equal(channel_argmax(logits), logits.argmax(dim=1))
+
+    class Fixed(nn.Module):
+        def forward(self, x, mode='tensor'):
+            return torch.cat([x[:, :1], x[:, :1], x[:, 1:2]], 1)     # classes 0 and 1 always tie
+    x = torch.rand(2, 3, 6, 7) * 255
+    pred = PixelSpaceModel(Fixed()).predict_labels(x)
+    assert pred.dtype == torch.int64 and torch.equal(pred, PixelSpaceModel(Fixed())(x).argmax(1))
+    assert set(pred.unique().tolist()) <= {0, 2}
