@@ -6,6 +6,10 @@ when a model appears at several scales, the scale table of Arnab et al. 2018 Tab
 
 Records that fail verification are refused (listed under "Refused records" in the README and
 logged as warnings) and the rest is rendered; ``--strict`` then exits with status 1.
+
+``--paper KEY`` (or ``--paper all``) regenerates only that paper's tables, our numbers beside the
+published ones (``leaderboard/papers.py``, published values in ``leaderboard/published/``), into
+``<out-dir>/papers/<key>.md`` and ``.tex``, and prints the Markdown.
 """
 from __future__ import annotations
 
@@ -24,8 +28,19 @@ def main(argv=None):
                         'the scale table (default 8)')
     p.add_argument('--strict', action='store_true',
                    help='exit with status 1 when a record was refused (after rendering the rest)')
+    p.add_argument('--paper', metavar='KEY',
+                   help="regenerate only one paper's tables beside its published numbers "
+                        '(arnab2018, metzen2017, fischer2017, xiang2022, poursaeed2018, or all) into '
+                        '<out-dir>/papers/<key>.md and .tex, and print the Markdown')
     args = p.parse_args(argv)
     setup_logging()
+    if args.paper is not None:
+        check_output_dir(args.out_dir, '--out-dir')
+        from leaderboard.papers import make_paper_tables
+        for written in make_paper_tables(args.results_dir, args.out_dir, args.paper):
+            print(written.markdown)
+            print(f'wrote {written.markdown_path} and {written.latex_path}', file=sys.stderr)
+        return 0
     import math
 
     from benchmark.errors import ConfigError
