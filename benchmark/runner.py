@@ -89,7 +89,11 @@ class CleanMaps:
     #: per image: the model's forward passes and seconds its clean prediction cost (a batch's
     #: share), so a clean record counts each image once whichever rank or stage computed it
     forward_images: Dict[int, float] = dataclasses.field(default_factory=dict)
+    gradient_images: Dict[int, float] = dataclasses.field(default_factory=dict)
     wall_time: Dict[int, float] = dataclasses.field(default_factory=dict)
+    #: per image: fraction of input-gradient entries that are exactly zero (gradient masking
+    #: diagnostic: the summed cross-entropy against the clean prediction, at the clean image)
+    zero_gradient: Dict[int, float] = dataclasses.field(default_factory=dict)
 
     def maps(self, positions: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
         """Clean prediction and least-likely classes of ``positions`` as int64 ``(N, H, W)``."""
@@ -495,11 +499,21 @@ class Runner:
         clean = self._clean.setdefault((endpoint.id, role), CleanMaps())
         if all(p in clean.pred for p in batch.positions):
             return clean
+        from attacks.base import pixel_cross_entropy
         model, num_classes = self._module(endpoint), data.dataset.num_classes
-        t0, fwd0 = time.time(), model.forward_images
+        t0, fwd0, grad0 = time.time(), model.forward_images, model.gradient_images
         dtype = np.uint8 if num_classes < 255 else np.int16
+        # one backward pass: the input gradient of the loss the attacks ascend, at the clean
+        # image (a model whose gradient is zero almost everywhere masks gradients: the report
+        # flags it; a non-finite one stops the run in the model wrapper)
+        x = batch.images.to(self.device).detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = model(x)
+            grad, = torch.autograd.grad(pixel_cross_entropy(logits, logits.detach().argmax(1)), x)
+        zero = (grad == 0).flatten(1).double().mean(1).cpu().numpy()
+        del grad, x
+        logits = logits.detach()
         with torch.no_grad():
-            logits = model(batch.images.to(self.device))
             pred = logits.argmax(1).cpu().numpy()
             # confidence of the clean prediction (Arnab et al. 2018, Sec. 7.1: mean top-class
             # probability and entropy in nats, per image averaged over pixels)
@@ -514,6 +528,8 @@ class Runner:
             clean.vs_ground_truth[p] = conf[i]
             clean.top_probability[p] = float(top[i])
             clean.entropy[p] = float(entropy[i])
+            clean.zero_gradient[p] = float(zero[i])
+            clean.gradient_images[p] = (model.gradient_images - grad0) / len(batch.positions)
             clean.forward_images[p] = (model.forward_images - fwd0) / len(batch.positions)
             clean.wall_time[p] = (time.time() - t0) / len(batch.positions)
         return clean
@@ -581,13 +597,12 @@ class Runner:
                 share = self.share_trajectories and not n.plan.requires_fit
                 groups.setdefault(id(n.plan.spec) if share else id(n.plan), []).append(n)
             shard = self._shard_ids(data)
-            todo = []
-            for group in groups.values():
-                keys = [self._adv_key(role, source, n.plan) for n in group]
-                if all(self._generation_complete(k, shard) for k in keys):
-                    continue
-                todo.append((group, keys))
-            if todo:
+            todo = [(group, [self._adv_key(role, source, n.plan) for n in group])
+                    for group in groups.values()]
+            # all entries or none: an entry complete while another is not (a run killed between
+            # them) comes out bit-identical again on the batches still missing, and the passes the
+            # entries share (one SharedGradients per batch) are counted as in an uninterrupted run
+            if not all(self._generation_complete(k, shard) for _, keys in todo for k in keys):
                 self._generate_groups(source, todo, role, data)
 
     def _generation_complete(self, key: AdvKey, ids: Sequence[str]) -> bool:
@@ -912,6 +927,8 @@ class Runner:
                 'clean': {'gt': [clean.vs_ground_truth[p] for p in positions],
                           'top_probability': [clean.top_probability[p] for p in positions],
                           'entropy': [clean.entropy[p] for p in positions],
+                          'zero_gradient': [clean.zero_gradient[p] for p in positions],
+                          'gradient_images': sum(clean.gradient_images[p] for p in positions),
                           'forward_images': sum(clean.forward_images[p] for p in positions),
                           'wall_time': sum(clean.wall_time[p] for p in positions)},
                 'cells': []}
@@ -946,14 +963,20 @@ class Runner:
             gt = np.stack(merged([m for part in parts for m in part['clean']['gt']]))
             top = np.asarray(merged([v for part in parts for v in part['clean']['top_probability']]))
             ent = np.asarray(merged([v for part in parts for v in part['clean']['entropy']]))
+            zero = np.asarray(merged([v for part in parts for v in part['clean']['zero_gradient']]))
             stats = {'gradient_passes_per_image': 0,
                      'forward_images': int(round(sum(part['clean']['forward_images'] for part in parts))),
-                     'gradient_images': 0, 'linf_max': 0.0,
+                     'gradient_images': int(round(sum(part['clean']['gradient_images'] for part in parts))),
+                     'linf_max': 0.0,
                      'prediction_confidence': {'mean_top_probability': float(np.mean(top)),
-                                               'mean_entropy_nats': float(np.mean(ent))}}
+                                               'mean_entropy_nats': float(np.mean(ent))},
+                     'input_gradient': {'zero_fraction_mean': float(np.mean(zero)),
+                                        'zero_fraction_max': float(np.max(zero)),
+                                        'all_finite': True}}
             wall = sum(part['clean']['wall_time'] for part in parts)
             outcomes.append(self._write(clean_key, target, None, None, data, gt, None, None, stats, wall,
-                                        info={'top_probability': top, 'entropy_nats': ent}))
+                                        info={'top_probability': top, 'entropy_nats': ent,
+                                              'zero_gradient_fraction': zero}))
         attack_cells = [(k, p, s) for k, p, s in cells if p is not None]
         for j, (key, plan, source) in enumerate(attack_cells):
             cell_parts = [part['cells'][j] for part in parts]
@@ -1026,6 +1049,8 @@ class Runner:
                                     'checkpoint_sha256': self._checkpoints(source)}
         if plan is not None:
             provenance['attack_spec'] = plan.spec
+            # the attack's own label for tables and plots (the papers' names)
+            provenance['attack_display_name'] = type(plan.attack).display_name or plan.attack.name
         if artifact is not None:
             provenance['artifact'] = artifact
         record = make_record(key, dataset=data.info, class_names=list(data.dataset.class_names),

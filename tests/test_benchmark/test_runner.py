@@ -154,7 +154,9 @@ def test_shared_trajectories_give_identical_records_with_fewer_gradient_passes(
     for cell_id, rec in alone.items():
         assert rec['confusion'] == shared[cell_id]['confusion'], rec['key']
         assert rec['attack_stats']['linf_max'] == shared[cell_id]['attack_stats']['linf_max']
-    total = lambda recs: sum(r['attack_stats']['gradient_images'] for r in recs.values())  # noqa: E731
+    # attack cells (the clean cell's one backward pass is the input-gradient diagnostic)
+    total = lambda recs: sum(r['attack_stats']['gradient_images'] for r in recs.values()  # noqa: E731
+                             if r['key']['attack'] != 'clean')
     # alone: 4 images × (1 + 2 + 3 + 5 + 10) steps per attack. Shared (integer images, α = 1): ε = 8
     # leads with 10 steps; ε = 4, 2, 1 continue after 4, 2, 1 of its steps and their first own
     # step uses the gradient ε = 8 took at that iterate, as ε = 0.5 uses its gradient at the clean
@@ -193,9 +195,15 @@ def test_arnab_grid_costs_80_gradient_passes_per_image_and_matches_attacks_run_a
         assert rec['confusion'] == shared[cell_id]['confusion'], rec['key']
         assert rec['attack_stats']['gradient_passes_per_image'] == \
             shared[cell_id]['attack_stats']['gradient_passes_per_image']
-    per_image = lambda recs: sum(r['attack_stats']['gradient_images'] for r in recs.values()) / 2  # noqa: E731
+    per_image = lambda recs: sum(r['attack_stats']['gradient_images'] for r in recs.values()  # noqa: E731
+                                 if r['key']['attack'] != 'clean') / 2
     assert per_image(alone) == 2 * 8 + 2 * (1 + 1 + 2 + 3 + 5 + 10 + 20 + 36) == 172
     assert per_image(shared) == 80
     own = sum(r['attack_stats']['gradient_passes_per_image']
               - r['attack_stats'].get('shared_gradient_passes_per_image', 0) for r in shared.values())
     assert own == 80
+    clean = next(r for r in shared.values() if r['key']['attack'] == 'clean')
+    assert clean['attack_stats']['gradient_images'] == 2          # the input-gradient diagnostic
+    assert 0 <= clean['attack_stats']['input_gradient']['zero_fraction_mean'] < 1
+    fgsm = next(r for r in shared.values() if r['key']['attack'] == 'fgsm')
+    assert fgsm['provenance']['attack_display_name'] == 'FGSM'
