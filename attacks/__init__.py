@@ -7,6 +7,7 @@ units, ``attack(model, images, labels=None, target=None, mask=None) -> adversari
 the attack can).
 """
 from . import targets
+from .apgd import APGD
 from .base import (ATTACKS, MASK_MODES, Attack, AttackInputError, AttackInputs, AttackResult,
                    apply_posthoc_mask, arnab_num_steps, attack_class, least_likely,
                    pixel_cross_entropy)
@@ -28,7 +29,7 @@ __all__ = ['ATTACKS', 'Attack', 'AttackResult', 'AttackInputs', 'AttackInputErro
            'apply_posthoc_mask', 'arnab_num_steps', 'attack_class', 'build_attack', 'least_likely',
            'pixel_cross_entropy', 'targets', 'FGSM', 'FGSMLeastLikely', 'IterativeFGSM',
            'IterativeFGSMLeastLikely', 'PGD', 'MIFGSM', 'SegPGD', 'CosPGD', 'TargetedIterativeFGSM',
-           'SquareAttack', 'WorstCaseEnsemble', 'UniversalPerturbation', 'GenerativePerturbation']
+           'SquareAttack', 'WorstCaseEnsemble', 'APGD', 'UniversalPerturbation', 'GenerativePerturbation']
 
 
 def build_attack(spec: dict, epsilon: float) -> Attack:

@@ -126,7 +126,8 @@ def test_mask_ce_bal_weights_classes_by_inverse_frequency_per_image():
 def test_mask_ce_bal_equals_mask_ce_avg_when_classes_are_equally_frequent():
     logits, _ = hand_made()
     labels = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0], [2, 3, 0, 1]]).repeat(2, 1, 1)   # 3 each
-    logits = logits + 10 * F.one_hot(labels, C).permute(0, 3, 1, 2) * (torch.rand(2, 1, 3, 4, generator=torch.Generator().manual_seed(0)) > 0.5)
+    some = torch.rand(2, 1, 3, 4, generator=torch.Generator().manual_seed(0)) > 0.5
+    logits = logits + 10 * F.one_hot(labels, C).permute(0, 3, 1, 2) * some
     avg = pixel_losses('mask_ce_avg', logits, labels)
     assert (avg > 0).any() and (avg == 0).any()
     torch.testing.assert_close(pixel_losses('mask_ce_bal', logits, labels), avg)
