@@ -20,6 +20,7 @@ from .ifgsm import IterativeFGSM
 from .ifgsm_ll import IterativeFGSMLeastLikely
 from .mifgsm import MIFGSM
 from .pgd import PGD
+from .sea import SEA
 from .segpgd import SegPGD
 from .square import SquareAttack
 from .targeted import TargetedIterativeFGSM
@@ -29,7 +30,7 @@ __all__ = ['ATTACKS', 'Attack', 'AttackResult', 'AttackInputs', 'AttackInputErro
            'apply_posthoc_mask', 'arnab_num_steps', 'attack_class', 'build_attack', 'least_likely',
            'pixel_cross_entropy', 'targets', 'FGSM', 'FGSMLeastLikely', 'IterativeFGSM',
            'IterativeFGSMLeastLikely', 'PGD', 'MIFGSM', 'SegPGD', 'CosPGD', 'TargetedIterativeFGSM',
-           'SquareAttack', 'WorstCaseEnsemble', 'APGD', 'UniversalPerturbation', 'GenerativePerturbation']
+           'SquareAttack', 'WorstCaseEnsemble', 'APGD', 'SEA', 'UniversalPerturbation', 'GenerativePerturbation']
 
 
 def build_attack(spec: dict, epsilon: float) -> Attack:
