@@ -37,6 +37,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from common.errors import ResultsError
+from common.hashing import sha256_file
 
 from .cells import CellKey
 from .store import (NON_RECORD_DIRS, Problem, find_temporary, hidden_class_of, inspect_record,
@@ -221,6 +222,15 @@ def provenance_problems(records: Sequence[CheckedRecord]) -> List[Problem]:
             problems.append(Problem(where, 'provenance.checkpoint_sha256', f'is '
                                     f'{prov.get("checkpoint_sha256")!r} but a checkpoint is named '
                                     f'({prov["checkpoint"]}); expected its sha256'))
+        panel = prov.get('panel')
+        if panel:   # the qualitative panel's images, relative to the results root
+            path = Path(r.path).parents[2] / panel['path']
+            if not path.is_file():
+                problems.append(Problem(where, 'provenance.panel', f'names {panel["path"]}, which does '
+                                        'not exist; recompute the cell (--force) to write it again'))
+            elif sha256_file(path) != panel['sha256']:
+                problems.append(Problem(where, 'provenance.panel', f'{panel["path"]} does not match '
+                                        'the sha256 the record names; it was changed after the run'))
     return problems
 
 

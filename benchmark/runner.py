@@ -64,6 +64,17 @@ from .suite import EVAL, FIT, Endpoint, Suite, load_suite
 logger = logging.getLogger(__name__)
 
 GENERATION_PREFIX = 'generation_'   #: side files of the adversarial store written by the runner
+#: the fixed images (positions in the evaluation split) whose clean and adversarial images and
+#: predictions are kept for the report's qualitative panels (Fischer et al. 2017, Fig. 1), for
+#: each attack entry at one ε of its grid (:func:`panel_epsilon`)
+PANEL_POSITIONS = (0, 1)
+PANEL_REFERENCE_EPSILON = 8.0
+
+
+def panel_epsilon(epsilons: Sequence[float]) -> float:
+    """The ε of a grid whose cells keep panel images: the one nearest 8 (in ratio; ties: larger)."""
+    import math
+    return min(epsilons, key=lambda e: (abs(math.log(e / PANEL_REFERENCE_EPSILON)), -e))
 
 
 @dataclass
@@ -183,6 +194,11 @@ class Runner:
         self.force = force
         self.progress = progress
         self.device = _check_device(device)
+        if self.device.type == 'cuda':
+            # fp32 means fp32: no TensorFloat-32 convolutions or matmuls (torch enables TF32 for
+            # cuDNN convolutions by default on Ampere and newer GPUs)
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         self._entries = {m.name: m for m in self.suite.models}
         target_ids = self.suite.target_ids()
         if models:
@@ -887,7 +903,9 @@ class Runner:
         adv_keys = [self._adv_key(role, s, p) for _, p, s in attack_cells]
         generations = [self._read_generation(k) for k in adv_keys]
         loader = self._loader(data)
-        acc = [dict(gt=[], clean=[], target=[], fwd=0, wall=0.0) for _ in attack_cells]
+        acc = [dict(gt=[], clean=[], target=[], fwd=0, wall=0.0, panels={}) for _ in attack_cells]
+        panel = [role == EVAL and p.epsilon == panel_epsilon(p.spec.get('epsilons') or self.suite.epsilons)
+                 for _, p, _ in attack_cells]
         positions: List[int] = []
         bar = _progress(len(loader) * (1 + len(attack_cells)), f'evaluate {tid}', self.progress, self.dist)
         try:
@@ -899,8 +917,8 @@ class Runner:
                 if bar is not None:
                     bar.update(n)
                 clean_pred = np.stack([clean.pred[p] for p in batch.positions]).astype(np.int64)
-                for (key, plan, source), adv_key, generation, a in zip(attack_cells, adv_keys,
-                                                                        generations, acc):
+                for j, ((key, plan, source), adv_key, generation, a) in enumerate(
+                        zip(attack_cells, adv_keys, generations, acc)):
                     self._describe(bar, f'evaluate {tid} {plan.attack.name} ε={plan.epsilon:g}'
                                    + ('' if key.source_model is None else f' from {source.id}'))
                     t0, fwd0 = time.time(), model.forward_images
@@ -916,6 +934,11 @@ class Runner:
                             np.stack(maps).astype(np.int64), adv_pred, num_classes))
                     a['fwd'] += model.forward_images - fwd0
                     a['wall'] += time.time() - t0
+                    if panel[j]:
+                        for i, p in enumerate(batch.positions):
+                            if p in PANEL_POSITIONS:
+                                a['panels'][p] = _panel_item(batch, i, adv, clean_pred, adv_pred,
+                                                             maps[i], batch.ids[i])
                     if bar is not None:
                         bar.update(n)
         finally:
@@ -942,7 +965,8 @@ class Runner:
                 'target': np.concatenate(a['target']) if a['target'] and len(a['target']) == len(a['gt'])
                 else None,
                 'info': {name: [np.asarray(g['info'][name]) for g in gens] for name in names},
-                'metas': metas, 'forward_images': a['fwd'], 'wall_time': a['wall']})
+                'metas': metas, 'forward_images': a['fwd'], 'wall_time': a['wall'],
+                'panels': a['panels']})
         return part
 
     def _write_target(self, target, role, data, cells, parts) -> List[CellOutcome]:
@@ -1021,12 +1045,36 @@ class Runner:
                 path = self.artifact_path(source, plan)
                 if path.is_file():
                     artifact = {'path': str(path.relative_to(self.store.root)), 'sha256': sha256_file(path)}
+            panels = {}
+            for c in cell_parts:
+                panels.update(c['panels'])
+            if panels:   # written before its record, which names it
+                artifact_panel = self._write_panel(key, panels)
+            else:
+                artifact_panel = None
             outcomes.append(self._write(key, target, plan, source, data, pieces['gt'], pieces['clean'],
-                                        pieces['target'], stats, wall, info=info, artifact=artifact))
+                                        pieces['target'], stats, wall, info=info, artifact=artifact,
+                                        panel=artifact_panel))
         return outcomes
 
+    def _write_panel(self, key, panels: Dict[int, dict]) -> dict:
+        """The panel images of one cell (``results/<suite>/<model>/panels/<cell>.npz``)."""
+        items = [panels[p] for p in sorted(panels)]
+        arrays = {name: np.stack([it[name] for it in items]) for name in items[0]
+                  if name != 'target' or all(it['target'] is not None for it in items)}
+        delta = arrays['delta']
+        if np.array_equal(delta, np.round(delta)) and np.abs(delta).max(initial=0) <= 127:
+            arrays['delta'] = delta.astype(np.int8)          # integer steps: exact
+        else:
+            arrays['delta'] = delta.astype(np.float32)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        path = self.store.panel_path(key)
+        atomic_write_bytes(path, buf.getvalue())
+        return {'path': str(path.relative_to(self.store.root)), 'sha256': sha256_file(path)}
+
     def _write(self, key, target, plan, source, data, gt, clean, target_conf, stats, wall, info=None,
-               artifact=None):
+               artifact=None, panel=None):
         entries = [self._entries[n] for n in target.model_names]
         shas = self._checkpoints(target)
         sha, dirty = self._git
@@ -1053,6 +1101,8 @@ class Runner:
             provenance['attack_display_name'] = type(plan.attack).display_name or plan.attack.name
         if artifact is not None:
             provenance['artifact'] = artifact
+        if panel is not None:
+            provenance['panel'] = panel
         record = make_record(key, dataset=data.info, class_names=list(data.dataset.class_names),
                              conf_gt=gt.sum(0), conf_clean=None if clean is None else clean.sum(0),
                              conf_target=None if target_conf is None else target_conf.sum(0),
@@ -1072,6 +1122,19 @@ class _DatasetRun:
         self.dataset = dataset
         self.info = {'name': dataset.name, 'split': dataset.split, 'root': dataset.root,
                      'image_ids_sha256': dataset.image_ids_sha256()}
+
+
+def _panel_item(batch, i, adv, clean_pred, adv_pred, target_map, image_id) -> dict:
+    """What a qualitative panel shows of one image of one cell (small integer arrays)."""
+    image = batch.images[i].numpy()
+    label_dtype = np.uint8 if max(int(clean_pred[i].max()), int(adv_pred[i].max())) < 255 else np.int16
+    return {'image': np.clip(np.round(image), 0, 255).astype(np.uint8),
+            'delta': (adv[i].cpu().numpy() - image).astype(np.float32),
+            'ground_truth': batch.labels[i].numpy().astype(label_dtype if batch.labels[i].max() < 256
+                                                            else np.int16),
+            'clean_pred': clean_pred[i].astype(label_dtype), 'adv_pred': adv_pred[i].astype(label_dtype),
+            'target': None if target_map is None else np.asarray(target_map).astype(np.int16),
+            'image_id': np.asarray(image_id)}
 
 
 def _accepts(fn, name: str) -> bool:

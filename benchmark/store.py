@@ -59,7 +59,7 @@ _SCHEMA_PATH = Path(__file__).parent / 'schema' / f'record-v{SCHEMA_VERSION}.jso
 #: (both come from the same float64 formulas; the slack only absorbs numpy-version round-off).
 METRIC_TOLERANCE = 1e-9
 #: Folders under a model directory that hold other data than records (fitted attack state).
-NON_RECORD_DIRS = ('artifacts',)
+NON_RECORD_DIRS = ('artifacts', 'panels')   # fitted attacks; qualitative panels' images
 MATRICES = ('vs_ground_truth', 'vs_clean', 'vs_target')
 
 
@@ -439,6 +439,10 @@ class ResultStore:
         check_name(key.suite, 'suite')
         check_name(key.model, 'model')
         return self.root / key.suite / key.model / f'{key.file_stem()}.json'
+
+    def panel_path(self, key: CellKey) -> Path:
+        """Where the runner keeps a cell's qualitative-panel images (a few fixed images)."""
+        return self.record_path(key).parent / 'panels' / f'{key.file_stem()}.npz'
 
     def exists(self, key: CellKey) -> bool:
         return self.record_path(key).is_file()

@@ -207,3 +207,33 @@ def test_arnab_grid_costs_80_gradient_passes_per_image_and_matches_attacks_run_a
     assert 0 <= clean['attack_stats']['input_gradient']['zero_fraction_mean'] < 1
     fgsm = next(r for r in shared.values() if r['key']['attack'] == 'fgsm')
     assert fgsm['provenance']['attack_display_name'] == 'FGSM'
+
+
+def test_panels_keep_the_fixed_images_of_one_epsilon_per_entry(suite, tmp_path):
+    """The qualitative panels' data: images 0 and 1 at the ε nearest 8 of each entry (4 here),
+    exact (the perturbation is integer-valued for these attacks: int8), named by the record and
+    checked by the validator."""
+    from benchmark.integrity import check_paths
+    Runner(suite, tmp_path, progress=False).run()
+    store = ResultStore(tmp_path)
+    records = {(r['key']['attack'], r['key']['epsilon']): (p, r) for p, r in store.iter_records()}
+    assert {k for k, (_, r) in records.items() if 'panel' in r['provenance']} == {('fgsm', 4.0),
+                                                                                 ('ifgsm_ll', 4.0)}
+    path, rec = records[('fgsm', 4.0)]
+    panel = tmp_path / rec['provenance']['panel']['path']
+    with np.load(panel) as z:
+        arrays = {k: z[k] for k in z.files}
+    assert arrays['image'].shape == (2, 3, 32, 64) and arrays['image'].dtype == np.uint8
+    assert arrays['delta'].dtype == np.int8 and np.abs(arrays['delta']).max() <= 4
+    adv = np.clip(arrays['image'].astype(np.float32) + arrays['delta'], 0, 255)
+    assert adv.min() >= 0 and adv.max() <= 255
+    assert arrays['adv_pred'].shape == arrays['clean_pred'].shape == arrays['ground_truth'].shape == (2, 32, 64)
+    # the adversarial prediction kept is the one the record counts: the image's matrix row sums
+    per_image = store.read_per_image(path, rec)['vs_ground_truth']
+    for i in range(2):
+        gt, pred = arrays['ground_truth'][i].astype(np.int64), arrays['adv_pred'][i].astype(np.int64)
+        valid = gt != 255
+        np.testing.assert_array_equal(per_image[i], metrics.confusion_matrix(gt[valid], pred[valid], 19))
+    assert check_paths([tmp_path]) == []
+    panel.write_bytes(panel.read_bytes()[:-3] + b'xyz')
+    assert [p.field for p in check_paths([tmp_path])] == ['provenance.panel']
