@@ -466,6 +466,18 @@ class Runner:
             prefix = f'[rank {self.dist.rank}/{self.dist.world_size}] ' if self.dist.enabled else ''
             bar.set_description_str(prefix + text)
 
+    @contextlib.contextmanager
+    def _memory_advice(self, what: str, batch_size: int):
+        """A GPU out-of-memory error becomes a message with the fix (a smaller --batch-size: the
+        batch size is not part of a cell, and stored batches stay valid)."""
+        try:
+            yield
+        except torch.OutOfMemoryError as e:
+            raise BenchmarkError(
+                f'{what}: out of memory on {self.device} with batches of {batch_size} images '
+                f'({str(e).splitlines()[0]}). Run again with a smaller --batch-size (e.g. '
+                f'{max(1, batch_size // 2)}); the batches already stored are kept.') from None
+
     def _loader(self, data: '_DatasetRun', shard: bool = True):
         """This rank's batches of ``data`` (every batch when ``shard`` is False), built once."""
         from .loader import ImageLoader
@@ -669,7 +681,8 @@ class Runner:
                 for group, keys in todo:
                     eps = ','.join(f'{g.plan.epsilon:g}' for g in group)
                     self._describe(bar, f'generate {source.id} {group[0].plan.attack.name} ε={eps}')
-                    self._generate_batch(source, group, keys, batch, clean, shared)
+                    with self._memory_advice(source.id, len(batch.ids)):
+                        self._generate_batch(source, group, keys, batch, clean, shared)
                     for key in keys:
                         complete[key.key_hash].update(batch.ids)
                     if bar is not None:

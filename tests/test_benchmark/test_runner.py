@@ -237,3 +237,14 @@ def test_panels_keep_the_fixed_images_of_one_epsilon_per_entry(suite, tmp_path):
     assert check_paths([tmp_path]) == []
     panel.write_bytes(panel.read_bytes()[:-3] + b'xyz')
     assert [p.field for p in check_paths([tmp_path])] == ['provenance.panel']
+
+
+def test_out_of_memory_says_which_batch_size_to_try(suite, tmp_path, monkeypatch):
+    from benchmark.errors import BenchmarkError
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')
+
+    monkeypatch.setattr(Runner, '_generate_batch', oom)
+    with pytest.raises(BenchmarkError, match=r'out of memory .* batches of 3 images .* --batch-size \(e.g. 1\)'):
+        Runner(suite, tmp_path, progress=False).run()
