@@ -71,7 +71,8 @@ import torch
 
 from .base import IGNORE_INDEX, Attack, AttackResult, project, register_attack
 from .pgd import PGD, check_num_steps
-from .seg_losses import STEP_DEPENDENT, check_class_weights, check_loss_name, image_losses
+from .seg_losses import (STEP_DEPENDENT, check_class_weights, check_loss_name, correctly_classified,
+                         image_losses)
 
 #: ρ of condition 1 (Croce & Hein 2020, Sec. 3.2)
 RHO = 0.75
@@ -249,8 +250,7 @@ class APGD(Attack):
     @staticmethod
     def _correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Labelled pixels predicted as their label, per image (int64)."""
-        hit = (logits.detach().argmax(dim=1) == labels) & (labels != IGNORE_INDEX)
-        return hit.flatten(1).sum(1)
+        return correctly_classified(logits, labels).flatten(1).sum(1)
 
     # -- the algorithm -------------------------------------------------------------------------
     def _run_stage(self, model, images, labels, mask, radius: float, n: int, x0: torch.Tensor,

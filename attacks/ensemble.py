@@ -57,6 +57,7 @@ from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from .base import IGNORE_INDEX, Attack, AttackResult, register_attack
+from .seg_losses import predicted_classes
 
 DEFAULT_MEMBERS = (
     dict(type='pgd', num_steps=100),
@@ -169,7 +170,7 @@ class WorstCaseEnsemble(Attack):
 
     def perturb(self, model, images, labels, target, mask):
         with torch.no_grad():
-            best_correct = per_image_correct(model(images).argmax(1), labels)
+            best_correct = per_image_correct(predicted_classes(model(images)), labels)
         best = images.clone()
         n = len(images)
         chosen = torch.zeros(n, dtype=torch.int64)
@@ -183,7 +184,7 @@ class WorstCaseEnsemble(Attack):
                              mask=None if mask is None else mask[idx])
             passes[idx.cpu()] += self._member_passes(sub, len(idx))
             with torch.no_grad():
-                correct = per_image_correct(model(sub.adv).argmax(1), labels[idx])
+                correct = per_image_correct(predicted_classes(model(sub.adv)), labels[idx])
             better = correct < best_correct[idx]
             won = idx[better]
             best[won] = sub.adv[better]

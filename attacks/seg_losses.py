@@ -119,9 +119,17 @@ def _valid_labels(labels: torch.Tensor):
     return valid, torch.where(valid, labels, torch.zeros_like(labels))
 
 
+def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
+    """``argmax_c z_{i,c}``, ``(N, H, W)``, detached: the same indices as ``argmax(dim=1)`` (the
+    first maximal class on ties), computed as ``max(dim=1).indices``, which is several times
+    faster over the channels of an ``(N, C, H, W)`` tensor on CPU (see
+    ``model_zoo.pixel_model.channel_argmax``, measured there)."""
+    return logits.detach().max(dim=1).indices
+
+
 def correctly_classified(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``m_i``: ``(N, H, W)`` bool, labelled pixels whose arg-max is their label (detached)."""
-    return (logits.detach().argmax(dim=1) == labels) & (labels != IGNORE_INDEX)
+    return (predicted_classes(logits) == labels) & (labels != IGNORE_INDEX)
 
 
 def pixel_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
