@@ -115,6 +115,7 @@ def _interleaved(fns, repeats: int, warmup: int = 1):
     for _ in range(repeats):
         for k, fn in fns.items():
             times[k].append(_timed(fn))
+    _interleaved.fastest = {k: min(v) for k, v in times.items()}
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -183,6 +184,7 @@ def print_grid(fig):
 def bench_iteration(args, model, images, labels):
     import torch
     from attacks.ifgsm import IterativeFGSM
+    from attacks.ifgsm_ll import IterativeFGSMLeastLikely
     with torch.no_grad():
         if not torch.equal(bare_logits(model, images), model(images)):
             raise SystemExit('bare forward differs from the PixelSpaceModel: the comparison would be unfair')
@@ -195,16 +197,25 @@ def bench_iteration(args, model, images, labels):
     def ours():
         IterativeFGSM(epsilon=32, num_steps=steps).run(model, images, labels=labels)
 
-    med = _interleaved({'bare': bare, 'ours': ours}, args.repeats)
+    def ours_ll():
+        IterativeFGSMLeastLikely(epsilon=32, num_steps=steps).run(model, images, labels=labels)
+
+    med = _interleaved({'bare': bare, 'ours': ours, 'ours_ll': ours_ll}, args.repeats)
+    fastest = _interleaved.fastest
     return {'batch': len(images), 'steps': steps, 'repeats': args.repeats,
+            'ratio_of_fastest': fastest['ours'] / fastest['bare'],
+            'll_ratio_of_fastest': fastest['ours_ll'] / fastest['bare'],
             'bare_s_per_pass': med['bare'] / steps, 'attack_s_per_iteration': med['ours'] / steps,
-            'ratio': med['ours'] / med['bare']}
+            'ratio': med['ours'] / med['bare'], 'll_s_per_iteration': med['ours_ll'] / steps,
+            'll_ratio': med['ours_ll'] / med['bare']}
 
 
 def print_iteration(fig):
     print(f"3.   one Iterative FGSM iteration ÷ one bare forward+backward (batch {fig['batch']}, "
           f"{fig['steps']} steps, median of {fig['repeats']}): {fig['attack_s_per_iteration'] * 1e3:.1f} ms ÷ "
-          f"{fig['bare_s_per_pass'] * 1e3:.1f} ms = {fig['ratio']:.3f}")
+          f"{fig['bare_s_per_pass'] * 1e3:.1f} ms = {fig['ratio']:.3f} (fastest runs: {fig['ratio_of_fastest']:.3f}); "
+          f"Iterative FGSM II {fig['ll_s_per_iteration'] * 1e3:.1f} ms = {fig['ll_ratio']:.3f} "
+          f"({fig['ll_ratio_of_fastest']:.3f})")
 
 
 # -- 4: peak memory ------------------------------------------------------------------------------------
@@ -266,33 +277,38 @@ def bench_torchattacks(args, model, images, labels):
         """[0, 1] images → per-pixel logits ``(N·H·W, C)``, so a classification attack's mean
         cross-entropy is our summed pixel cross-entropy divided by N·H·W (same gradient sign)."""
 
-        def __init__(self, net):
+        def __init__(self, net, exact: bool = False):
             super().__init__()
-            self.net = net
+            self.net, self.exact = net, exact
 
         def forward(self, x01):
-            z = self.net(x01 * 255.0)
+            x = x01 * 255.0
+            if self.exact:
+                # the nearest grey level in the forward pass, the identity backwards: the model
+                # then sees exactly our integer iterates, not k / 255 · 255 ≠ k
+                x = x + (x.round() - x).detach()
+            z = self.net(x)
             return z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
 
-    wrapped = PerPixel(model)
+    wrapped, exact = PerPixel(model), PerPixel(model, exact=True)
     eps, alpha, steps = args.ta_epsilon, 1.0, args.steps
     x01, flat = images / 255.0, labels.flatten()
     pairs = {
         'ifgsm_vs_BIM': (lambda: IterativeFGSM(eps, alpha=alpha, num_steps=steps).run(model, images, labels=labels).adv,
-                         lambda: torchattacks.BIM(wrapped, eps=eps / 255, alpha=alpha / 255, steps=steps)(x01, flat)),
+                         lambda net=wrapped: torchattacks.BIM(net, eps=eps / 255, alpha=alpha / 255, steps=steps)(x01, flat)),
         'pgd_vs_PGD': (lambda: PGD(eps, num_steps=steps, alpha=alpha, random_start=False).run(
                            model, images, labels=labels).adv,
-                       lambda: torchattacks.PGD(wrapped, eps=eps / 255, alpha=alpha / 255, steps=steps,
-                                                random_start=False)(x01, flat)),
+                       lambda net=wrapped: torchattacks.PGD(net, eps=eps / 255, alpha=alpha / 255, steps=steps,
+                                                            random_start=False)(x01, flat)),
     }
     fig = {'version': torchattacks.__version__, 'batch': len(images), 'steps': steps, 'epsilon': eps,
            'alpha': alpha, 'repeats': args.repeats}
     for name, (ours, theirs) in pairs.items():
-        a, b = ours(), theirs()
-        equal = float((a.round() == (b * 255).round()).float().mean())
+        a, b, c = ours(), theirs(), theirs(exact)
         med = _interleaved({'ours': ours, 'theirs': theirs}, args.repeats, warmup=0)
         fig[name] = {'ours_s': med['ours'], 'theirs_s': med['theirs'], 'ratio': med['ours'] / med['theirs'],
-                     'equal_pixels': equal}
+                     'equal_pixels': float((a.round() == (b * 255).round()).float().mean()),
+                     'equal_pixels_exact_inputs': float((a.round() == (c * 255).round()).float().mean())}
     return fig
 
 
@@ -305,7 +321,8 @@ def print_torchattacks(fig):
     for name, label in (('ifgsm_vs_BIM', 'Iterative FGSM ÷ BIM'), ('pgd_vs_PGD', 'PGD ÷ PGD (no random start)')):
         r = fig[name]
         print(f"     {label:28s} {r['ours_s']:.2f} s ÷ {r['theirs_s']:.2f} s = {r['ratio']:.3f}; "
-              f"equal pixels after ×255 rounding {100 * r['equal_pixels']:.2f} %")
+              f"equal pixels after ×255 rounding {100 * r['equal_pixels']:.2f} % "
+              f"({100 * r['equal_pixels_exact_inputs']:.2f} % when the model sees whole grey levels)")
 
 
 # -- 6: fitted attacks through the Runner --------------------------------------------------------------
@@ -343,7 +360,25 @@ def bench_fitted(args, model):
         fit_labels = model(fit_images).argmax(1)
     med = _interleaved({'bare': lambda: bare_gradient(model, fit_images, fit_labels)}, args.repeats)['bare']
     fig['bare_images_per_s'] = len(fit_images) / med
-    with tempfile.TemporaryDirectory() as tmp:
+    # CPU time of each attack's own fit() (the runner calls it on this thread; with one torch
+    # thread all of its work runs here), beside the runner's wall time of the fit
+    from unittest import mock
+    from attacks.generative import GenerativePerturbation
+    from attacks.universal import UniversalPerturbation
+    fit_cpu = []
+
+    def timed(fit):
+        def wrapper(self, *a, **k):
+            t0 = time.thread_time()
+            try:
+                return fit(self, *a, **k)
+            finally:
+                fit_cpu.append(time.thread_time() - t0)
+        return wrapper
+
+    with tempfile.TemporaryDirectory() as tmp, \
+            mock.patch.object(UniversalPerturbation, 'fit', timed(UniversalPerturbation.fit)), \
+            mock.patch.object(GenerativePerturbation, 'fit', timed(GenerativePerturbation.fit)):
         for label, entry, expected in entries:
             suite = load_suite(dict(
                 suite_name='benchfit', dataset=dict(type='synthetic_cityscapes', split='val', seed=0, num_images=1),
@@ -352,26 +387,33 @@ def bench_fitted(args, model):
             out = Path(tmp) / str(len(fig['fits']))
             Runner(suite, out, progress=False, adv_dir=Path(tmp) / f'adv{len(fig["fits"])}').run()
             info = read_artifact_metadata(next(out.rglob('artifacts/*.pt')))['fit_info']
+            # the runner's count over the fit; it includes the fitting split's clean pass (one
+            # forward+backward per image) when the runner computes it during the fit
             grads, wall = info['fit_gradient_images'], info['fit_wall_time_s']
+            if grads - expected not in (0, m):
+                raise SystemExit(f'{label}: {grads} gradient images for {expected} expected (+{m} for the '
+                                 'clean pass): the fit spends passes it should not')
             fig['fits'].append({'fit': label, 'attack': entry['type'], 'gradient_images': grads,
-                                'expected_gradient_images': expected, 'wall_s': wall,
-                                'images_per_s': grads / wall, 'split_reads': info.get('split_reads')})
+                                'expected_gradient_images': expected, 'clean_pass_images': grads - expected,
+                                'wall_s': wall, 'cpu_s': fit_cpu[-1], 'images_per_s': grads / wall,
+                                'images_per_cpu_s': grads / fit_cpu[-1], 'split_reads': info.get('split_reads')})
     # the suites at their size, at the measured rates: every fit of a suite costs steps (epochs) ×
     # fitting images gradient images (universal: the static-target rate for untiled fits)
     suites = {}
+    rate = 'images_per_cpu_s' if CLOCK['fn'] is time.thread_time else 'images_per_s'
     for path, attacks, rate_of, per_fit in (
             ('benchmark/suites/metzen2017.py', metzen,
-             lambda a: fig['fits'][1 if a.get('tile_size') else 0]['images_per_s'],
+             lambda a: fig['fits'][1 if a.get('tile_size') else 0][rate],
              lambda a, n: a.get('num_steps', 60) * n),
             ('benchmark/suites/poursaeed2018.py', poursaeed,
-             lambda a: fig['fits'][2 if a.get('mode') == 'universal' else 3]['images_per_s'],
+             lambda a: fig['fits'][2 if a.get('mode') == 'universal' else 3][rate],
              lambda a, n: a.get('epochs', 20) * n)):
         ns: dict = {}
         exec(compile(Path(REPO_ROOT, path).read_text(), path, 'exec'), ns)
         n_fit = ns['fit_dataset']['num_images']
         fits = [(a, eps) for a in attacks if a['type'] in ('universal', 'gap')
                 for eps in a.get('epsilons', ns['epsilons'])]
-        suites[path] = {'fits': len(fits), 'fit_images': n_fit,
+        suites[path] = {'fits': len(fits), 'fit_images': n_fit, 'rate': rate,
                         'gradient_images': sum(per_fit(a, n_fit) for a, _ in fits),
                         'estimated_s': sum(per_fit(a, n_fit) / rate_of(a) for a, _ in fits)}
     fig['suites'] = suites
@@ -381,14 +423,16 @@ def bench_fitted(args, model):
 def print_fitted(fig):
     print(f"6.   fitted attacks through the Runner ({fig['fit_images']} fitting images, batch {fig['batch_size']}; "
           f"universal {fig['universal_steps']} steps, generative {fig['generative_epochs']} epoch(s)); "
-          f"bare forward+backward at batch {fig['batch_size']}: {fig['bare_images_per_s']:.1f} images/s")
-    print('     | fit | gradient images (expected) | fit wall time | images/s |')
+          f"bare forward+backward at batch {fig['batch_size']}: {fig['bare_images_per_s']:.1f} images/s ({CLOCK['name']})")
+    print('     | fit | gradient images = steps × images + clean pass | wall time | CPU time | images/s (CPU) |')
     for f in fig['fits']:
-        print(f"     | {f['fit']} | {f['gradient_images']} ({f['expected_gradient_images']}) | "
-              f"{f['wall_s']:.1f} s | {f['images_per_s']:.1f} |")
+        print(f"     | {f['fit']} | {f['gradient_images']} = {f['expected_gradient_images']} + "
+              f"{f['clean_pass_images']} | {f['wall_s']:.1f} s | {f['cpu_s']:.1f} s | "
+              f"{f['images_per_s']:.1f} ({f['images_per_cpu_s']:.1f}) |")
     for path, s in fig['suites'].items():
+        basis = 'CPU time' if s['rate'] == 'images_per_cpu_s' else 'wall time'
         print(f"     {path}: {s['fits']} fits on {s['fit_images']} images, {s['gradient_images']} gradient "
-              f"images, about {s['estimated_s'] / 60:.0f} min per model at these rates")
+              f"images, about {s['estimated_s'] / 60:.0f} min per model at these rates ({basis})")
 
 
 # -- 7: Square Attack's queries --------------------------------------------------------------------------
@@ -429,7 +473,7 @@ def main(argv=None):
     p.add_argument('--epsilons', type=float, nargs='+', help="the grid's ε (default Arnab et al.'s 0.25 ... 32)")
     p.add_argument('--batch', type=int, default=2, help='batch of sections iteration, memory, torchattacks, square')
     p.add_argument('--steps', type=int, default=10, help='iterations of sections iteration, memory, torchattacks')
-    p.add_argument('--repeats', type=int, default=7, help='timed repeats (median)')
+    p.add_argument('--repeats', type=int, default=9, help='timed repeats (median)')
     p.add_argument('--ta-epsilon', type=float, default=8.0, help='ε of the torchattacks comparison')
     p.add_argument('--fit-images', type=int, default=16, help='fitting images (suites: 64)')
     p.add_argument('--fit-steps', type=int, default=5, help='universal perturbation steps (suite: 60)')
