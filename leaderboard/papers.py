@@ -552,6 +552,7 @@ class Lookup:
     def __init__(self, df: pd.DataFrame, published: Published):
         self.df = df
         self.pub = published
+        self.memo: Dict[tuple, object] = {}   # cells() answers and the checks' matrices
 
     # -- mappings --------------------------------------------------------------------------
     def ours(self, paper_model: Optional[str]) -> Union[None, str, List[str]]:
@@ -570,6 +571,12 @@ class Lookup:
         """Matching cells of the first suite of ``suites`` that has any: ``attack`` is a label of
         the paper's ``attacks``, ``model`` / ``source`` our ids (``source`` None or equal to
         ``model``: white-box), ``epsilon`` None for every ε."""
+        key = ('cells', tuple(suites), attack, model, epsilon, source, split)
+        if key not in self.memo:
+            self.memo[key] = self._cells(suites, attack, model, epsilon, source, split)
+        return self.memo[key]
+
+    def _cells(self, suites, attack, model, epsilon, source, split) -> pd.DataFrame:
         df = self.df
         if df.empty:
             return df
@@ -703,8 +710,7 @@ def _row(pv: Optional[PublishedValue], cell: Optional[Cell], status: str, *, row
         'published': (pv.value if pv is not None and pv.value is not None else math.nan),
         'published relation': pv.relation if pv is not None else '=',
         'published approximate': bool(pv.approximate) if pv is not None else False,
-        'published in': (pv.table + (f', {pv.where.split(" (")[0]}' if pv.where and
-                                     not pv.where.startswith(pv.table) else '')) if pv is not None else published_in,
+        'published in': _published_in(pv) if pv is not None else published_in,
         'published dataset': pv.dataset if pv is not None else published_dataset,
         'published status': published_status or (OK if pv is not None and pv.value is not None
                                                   else (pv.missing if pv is not None else '')),
@@ -716,6 +722,18 @@ def _row(pv: Optional[PublishedValue], cell: Optional[Cell], status: str, *, row
         'ours status': status,
         'value id': pv.id if pv is not None else '',
     }
+
+
+def _where_short(pv: PublishedValue) -> str:
+    """The section of the paper a value's sentence is in (``Sec. 5.3``), '' when that adds nothing
+    to its table."""
+    short = pv.where.split(' (')[0] if pv.where else ''
+    return '' if not short or short in pv.table or pv.table in short else short
+
+
+def _published_in(pv: PublishedValue) -> str:
+    short = _where_short(pv)
+    return f'{pv.table}, {short}' if short else pv.table
 
 
 def _status_of(cell: Optional[Cell], suites: Sequence[str], metric: str) -> str:
@@ -866,7 +884,7 @@ def build_report(pub: Published, df: pd.DataFrame) -> PaperReport:
         for pv in values:
             if pv.where and pv.where not in seen:
                 seen.add(pv.where)
-                notes.append(f'{pv.where}.' if pv.where.startswith(pv.table) else f'{pv.table}: {pv.where}.')
+                notes.append(f'{pv.table}: {pv.where}.' if _where_short(pv) else f'{pv.where}.')
             for text in (pv.dataset_note and f'Dataset of {pv.table}: {pv.dataset_note}.',
                          pv.epsilon_note and f'ε of {pv.id}: {pv.epsilon_note}.',
                          pv.note and f'{pv.table}: {pv.note}.',
@@ -1146,6 +1164,13 @@ def _dilated_vs_lightweight(lk: Lookup):
 
 def _table1_matrix(lk: Lookup, source_of_values: str) -> Dict[Tuple[str, str, str], float]:
     """``{(attack, row, source): IoU ratio}`` of Table 1, published (``'paper'``) or ours."""
+    key = ('table1', source_of_values)
+    if key not in lk.memo:
+        lk.memo[key] = _table1_matrix_uncached(lk, source_of_values)
+    return lk.memo[key]
+
+
+def _table1_matrix_uncached(lk: Lookup, source_of_values: str) -> Dict[Tuple[str, str, str], float]:
     out = {}
     for pv in lk.pub.values:
         if pv.table != 'Table 1':
@@ -1924,7 +1949,8 @@ _LATEX_UNICODE = {'ε': r'\ensuremath{\varepsilon}', 'ω': r'\ensuremath{\omega}
                   'α': r'\ensuremath{\alpha}', '≥': r'\ensuremath{\geq}', '≤': r'\ensuremath{\leq}',
                   '×': r'\ensuremath{\times}', '±': r'\ensuremath{\pm}', '→': r'\ensuremath{\rightarrow}',
                   '≈': r'\ensuremath{\approx}', '∞': r'\ensuremath{\infty}', '⌈': r'\ensuremath{\lceil}',
-                  '⌉': r'\ensuremath{\rceil}', '†': r'\dag{}', '–': '--', '—': '---', '’': "'"}
+                  '⌉': r'\ensuremath{\rceil}', '†': r'\dag{}', '–': '--', '—': '---', '’': "'",
+                  '<': r'\textless{}', '>': r'\textgreater{}'}
 
 
 def latex_text(text) -> str:
