@@ -337,7 +337,8 @@ class GenerativePerturbation(FittedAttack):
         elif self.untargeted_loss == 'least_likely':
             with torch.no_grad():
                 clean_logits = model(images)
-            goal, sign = Attack._mask_ignored(clean_logits.argmin(dim=1), labels), 1.0   # eq. 2
+            # eq. 2; min().indices: argmin's indices, several times faster over the channels on CPU
+            goal, sign = Attack._mask_ignored(clean_logits.min(dim=1).indices, labels), 1.0
         else:
             goal, sign = labels, -1.0                                         # eq. 1: −log H(k(x̂), 1_cx)
         if not bool((goal != IGNORE_INDEX).any()):
