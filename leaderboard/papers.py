@@ -665,6 +665,12 @@ class PaperSection:
     command: str
     caption: str = ''
     verdicts: List['Agreement'] = field(default_factory=list)
+    paper_key: str = ''
+
+    def display(self) -> Tuple[pd.DataFrame, List[str]]:
+        """:func:`display_frame` of this section: text cells (published numbers with the paper's
+        decimals, a missing number's reason) and the lines for the columns moved to the caption."""
+        return display_frame(self, load_published(self.paper_key) if self.paper_key else None)
 
 
 @dataclass
@@ -857,6 +863,7 @@ def _networks_section(pub: Published, df: pd.DataFrame) -> PaperSection:
         notes.append(f'{len({p.file for p in refused})} record file(s) failed verification and are left '
                      'out (tools/validate_results.py lists them).')
     return PaperSection(heading='Networks: the paper\'s and ours', table=table, notes=notes, agreement=[],
+                        paper_key=pub.key,
                         command=f'.venv/bin/python tools/make_leaderboard.py --paper {pub.key}',
                         caption='The paper\'s networks and the models of our zoo that stand in for them.')
 
@@ -905,7 +912,7 @@ def build_report(pub: Published, df: pd.DataFrame) -> PaperReport:
         sections.append(PaperSection(heading=s['heading'], table=table, notes=notes,
                                      agreement=[str(v) for v in verdicts],
                                      command=suite_command(pub.key, s['suites']),
-                                     caption=_caption(table), verdicts=verdicts))
+                                     caption=_caption(table), verdicts=verdicts, paper_key=pub.key))
     return PaperReport(key=pub.key, title=pub.title, citation=pub.citation, sections=sections)
 
 
@@ -1950,7 +1957,7 @@ _LATEX_UNICODE = {'ε': r'\ensuremath{\varepsilon}', 'ω': r'\ensuremath{\omega}
                   '×': r'\ensuremath{\times}', '±': r'\ensuremath{\pm}', '→': r'\ensuremath{\rightarrow}',
                   '≈': r'\ensuremath{\approx}', '∞': r'\ensuremath{\infty}', '⌈': r'\ensuremath{\lceil}',
                   '⌉': r'\ensuremath{\rceil}', '†': r'\dag{}', '–': '--', '—': '---', '’': "'",
-                  '<': r'\textless{}', '>': r'\textgreater{}'}
+                  '≠': r'\ensuremath{\neq}', '<': r'\textless{}', '>': r'\textgreater{}'}
 
 
 def latex_text(text) -> str:

@@ -469,3 +469,21 @@ def test_numbers_stay_numbers(arnab_table1_report):
         for c in ('epsilon', 'published', 'ours', 'ours sd over images'):
             assert s.table[c].dtype == np.float64, (s.heading, c)
         assert list(s.table.columns) == papers.COLUMNS
+
+
+def test_every_papers_latex_is_ascii_and_balanced():
+    """pdflatex without unicode packages: every symbol the reports use becomes a command."""
+    for report in paper_reports(pd.DataFrame()):
+        body = _outside_comments(to_latex(report))
+        assert not re.search(r'[^\x00-\x7f]', body), (report.key, set(re.findall(r'[^\x00-\x7f]', body)))
+        plain = body.replace('\\{', '').replace('\\}', '')
+        assert plain.count('{') == plain.count('}'), report.key
+        assert plain.count('\\begin{') == plain.count('\\end{'), report.key
+
+
+def test_a_section_displays_itself_with_the_papers_decimals():
+    report = paper_reports(pd.DataFrame(), ['xiang2022'])[0]
+    table, constant = section(report, 'Table 1').display()
+    assert table.iloc[3].tolist()[:3] == ['FCN8-VGG', 'PGD, 20 iterations', '17.20']   # not 17.2
+    assert constant == ['metric: pixel accuracy', 'unit: %', 'published in: Table 1',
+                        'published dataset: Pascal VOC 2012 (split not stated)']
