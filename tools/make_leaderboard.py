@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Render the leaderboard (Markdown, CSV, figures) from stored result records only.
+"""Render the leaderboard (Markdown, CSV, figures, the static site under site/) from stored result
+records only.
 
 Suites with transfer cells also get source → target matrices (README, CSV, PNG/SVG heatmap) and,
 when a model appears at several scales, the scale table of Arnab et al. 2018 Table 1.
@@ -51,8 +52,13 @@ def main(argv=None):
     check_output_dir(args.out_dir, '--out-dir')   # before reading any record
     from leaderboard.report import make_leaderboard
     written = make_leaderboard(args.results_dir, args.out_dir, args.reference_epsilon)
-    print(f'wrote {written["readme"]}, {len(written["files"])} CSV file(s) and '
-          f'{len(written["figures"])} figure(s)')
+    print(f'wrote {written["readme"]}, {len(written["files"])} CSV file(s), '
+          f'{len(written["figures"])} figure file(s) and the site ({len(written["site"])} files, '
+          f'{args.out_dir}/site/index.html)')
+    if written['removed']:
+        print(f'removed {len(written["removed"])} file(s) an earlier run wrote and this one no longer '
+              'does: ' + ', '.join(str(p) for p in written['removed'][:10])
+              + (' ...' if len(written['removed']) > 10 else ''))
     column = f'ε={eps:g}'
     if not any(column in str(c) for table in written['tables'].values() for c in table.columns):
         # legal, but almost certainly a typo: say so rather than render tables without the column

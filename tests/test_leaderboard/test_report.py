@@ -138,12 +138,28 @@ def test_attack_variants_and_targeted_table(tmp_path):
 
 
 def test_every_model_of_a_large_leaderboard_gets_its_own_line_style():
+    """Static figures group models by family: one hue per family, members told apart by shade,
+    line style and marker; every model of the demo zoo and of a 40-member family has its own style."""
     from leaderboard.report import _model_styles
-    models = [f'model_{i}' for i in range(30)]
-    styles = _model_styles(models)
-    keys = {(s['color'], s['marker'], s['linestyle']) for s in styles.values()}
-    assert len(keys) == len(models)
-    assert len({s['color'] for s in list(styles.values())[:20]}) == 20
+    demo = ['crfrnn_r18-w16_synthcity', 'deeplabv2-aspp-msc_r18-w16_synthcity', 'enet_synthcity',
+            'segnet_vgg16bn-c16_synthcity', 'pspnet_r18-w16_synthcity', 'fcn_r18-w16_synthcity',
+            'dilatednet-context_vgg16-w8_synthcity', 'dilatednet-front_vgg16-w8_synthcity',
+            'deeplabv2-aspp_vgg16-w8_synthcity', 'deeplabv2-aspp_r18-w16_synthcity', 'icnet_r18-w16_synthcity',
+            'fcn8s_vgg16-w8_synthcity', 'fcn16s_vgg16-w8_synthcity', 'fcn32s_vgg16-w8_synthcity',
+            'fcn8s_r18-w16_synthcity']
+    styles = _model_styles(demo)
+    assert len({(s['color'], s['marker'], s['linestyle']) for s in styles.values()}) == 15
+    import colorsys
+    hue = {m: round(colorsys.rgb_to_hsv(*s['color'])[0], 6) for m, s in styles.items()}
+    fcn = [m for m in demo if m.startswith('fcn')]
+    assert len(fcn) == 5 and len({hue[m] for m in fcn}) == 1 and len({styles[m]['color'] for m in fcn}) == 5
+    assert hue['pspnet_r18-w16_synthcity'] != hue['fcn_r18-w16_synthcity']
+    from leaderboard.data import family_of
+    families = {family_of(m) for m in demo}
+    assert families == {'crfrnn', 'deeplabv2', 'enet', 'segnet', 'pspnet', 'fcn', 'dilatednet', 'icnet'}
+    many = [f'model_{i}' for i in range(40)] + [f'other{i}_x' for i in range(12)]
+    styles = _model_styles(many)
+    assert len({(s['color'], s['marker'], s['linestyle']) for s in styles.values()}) == len(many)
 
 
 def test_incomplete_and_chance_level_models_are_not_ranked(results, tmp_path):
@@ -159,7 +175,7 @@ def test_incomplete_and_chance_level_models_are_not_ranked(results, tmp_path):
     table = summary_table(load_results(results))
     assert list(table.model) == ['robust', 'fragile', 'partial', 'chance']
     assert list(table['rank']) == [1, 2, '', '']
-    assert table['robustness'][2] > table['robustness'][3] > table['robustness'][0]
+    assert table['mean IoU ratio'][2] > table['mean IoU ratio'][3] > table['mean IoU ratio'][0]
     flags = dict(zip(table.model, table['flags']))
     assert flags['robust'] == flags['fragile'] == ''
     assert flags['partial'] == 'incomplete (1/2 cells)'
@@ -238,8 +254,11 @@ def test_leaderboard_files_are_readable_by_others(results, tmp_path):
         make_leaderboard(results, tmp_path / 'out')
     finally:
         os.umask(old)
-    files = sorted((tmp_path / 'out').iterdir())
-    assert {f.name for f in files} == {'README.md', 's.csv', 's_iou_ratio.png'}
+    files = sorted(p for p in (tmp_path / 'out').rglob('*') if p.is_file())
+    top = {f.name for f in files if f.parent == tmp_path / 'out'}
+    assert top == {'README.md', 's.csv', 's_per_class_iou.csv', 's_iou_ratio.png', 's_iou_ratio.svg',
+                   'manifest.json'}
+    assert (tmp_path / 'out' / 'site' / 'index.html').is_file()
     assert all(f.stat().st_mode & 0o777 == 0o644 for f in files)
 
 

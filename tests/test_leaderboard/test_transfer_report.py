@@ -77,7 +77,7 @@ def test_transfer_cells_stay_out_of_the_ranking(transfer_results):
     # robustness from the white-box cells only: A 20 -> 1/4 of clean 1, B 10/90 over 45/55
     assert list(table.model) == ['A', 'B'] and list(table['rank']) == [1, 2]
     assert table.set_index('model').loc['A', 'FGSM ε=8'] == pytest.approx(expected_ratio('A', 'A'))
-    assert table.set_index('model').loc['B', 'robustness'] == pytest.approx(expected_ratio('B', 'B'))
+    assert table.set_index('model').loc['B', 'mean IoU ratio'] == pytest.approx(expected_ratio('B', 'B'))
     assert (table['flags'] == '').all()                    # the transfer cells do not count as extra cells
 
 
@@ -197,6 +197,9 @@ def test_suite_without_transfer_has_no_transfer_section(tmp_path):
     written = make_leaderboard(tmp_path / 'results', tmp_path / 'out')
     readme = written['readme'].read_text()
     assert '### Transfer' not in readme and 'Scale table' not in readme
-    assert {p.name for p in (tmp_path / 'out').iterdir()} == {'README.md', 't.csv'}
+    assert {p.name for p in (tmp_path / 'out').iterdir()} == {
+        'README.md', 't.csv', 't_per_class_iou.csv', 't_single_eps.png', 't_single_eps.svg', 'site',
+        'manifest.json'}
+    assert not (tmp_path / 'out' / 'site' / 'transfer.html').exists()
     import pandas as pd
     assert 'source' not in pd.read_csv(tmp_path / 'out' / 't.csv').columns
