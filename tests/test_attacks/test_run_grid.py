@@ -35,6 +35,8 @@ SPECS = {
     'cospgd': [dict(type='cospgd', num_steps=3)],
     'square': [dict(type='square', num_queries=8)],
     'worst_case': [dict(type='worst_case', attacks=[dict(type='pgd', num_steps=2), 'fgsm'])],
+    'apgd': [dict(type='apgd', num_steps=5), dict(type='apgd', num_steps=6, schedule='sea', loss='js')],
+    'sea': [dict(type='sea', num_steps=4)],
     'universal': None,
     'gap': None,
 }
