@@ -214,13 +214,13 @@ def family_of(model: str, architecture: str = '') -> str:
 
 
 def dataset_labels(df: pd.DataFrame) -> Dict[str, str]:
-    """A readable label per dataset key (``synthetic_cityscapes, val split`` instead of
-    ``synthetic_cityscapes-val-53911214``); the key's hash is added only where two datasets would
+    """A readable label per dataset key: ``synthetic_cityscapes, val split, 8 images`` instead of
+    ``synthetic_cityscapes-val-53911214``; the key's hash is added only where two datasets would
     otherwise share a label."""
     labels = {}
     for key, g in df.groupby('dataset', sort=True):
-        name, split = g.dataset_name.iloc[0], g.dataset_split.iloc[0]
-        labels[key] = f'{name}, {split} split' if name else key
+        name, split, n = g.dataset_name.iloc[0], g.dataset_split.iloc[0], int(g.num_images.max())
+        labels[key] = f'{name}, {split} split, {n} image{"s" if n != 1 else ""}' if name else key
     counts = pd.Series(list(labels.values())).value_counts()
     return {k: (f'{v} ({k.rsplit("-", 1)[-1]})' if counts[v] > 1 else v) for k, v in labels.items()}
 
@@ -395,10 +395,13 @@ def attack_order(df: pd.DataFrame) -> List[str]:
 def variant_order(df: pd.DataFrame) -> List[str]:
     """Attack variants (not clean) in the order of :func:`attack_order`, then by label with the
     numbers in it compared as numbers (:func:`natural_key`)."""
+    pairs = df.loc[df.attack != CLEAN, ['attack', 'variant']].drop_duplicates()
+    by_attack: Dict[str, List[str]] = {}
+    for attack, variant in zip(pairs.attack, pairs.variant):
+        by_attack.setdefault(attack, []).append(variant)
     out = []
     for attack in attack_order(df):
-        if attack != CLEAN:
-            out += sorted(df[df.attack == attack].variant.unique(), key=natural_key)
+        out += sorted(by_attack.get(attack, []), key=natural_key)
     return out
 
 

@@ -84,9 +84,16 @@ def results_label(results_dir: Union[str, Path]) -> str:
         return str(path)
 
 
-def _transfer_stem(df: pd.DataFrame, attack: str, variant: str, epsilon: float) -> str:
+def _narrow(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` without its array columns and attributes (the transfer tables filter it often)."""
+    out = df[[c for c in df.columns if not c.startswith('_') and c not in ('per_class_iou', 'class_names')]]
+    out.attrs = {}
+    return out
+
+
+def _transfer_stem(df: pd.DataFrame, attack: str, variant: str, epsilon: float, groups=None) -> str:
     """``<attack>_eps<ε>`` for a file name, with the variant's options when the attack has several."""
-    variants = {v for a, v, _ in transfer_groups(df) if a == attack}
+    variants = {v for a, v, _ in (groups if groups is not None else transfer_groups(df)) if a == attack}
     name = attack
     label = df[df.attack == attack].attack_label.iloc[0] if 'attack_label' in df else attack_label(attack)
     if len(variants) > 1 and variant != label:
@@ -105,6 +112,7 @@ def transfer_section(df: pd.DataFrame, out_dir: Union[str, Path], stem: str, sui
     and a CSV; then the scale table when sources or targets include scale ids. Adds the tables
     and files to ``written``."""
     out_dir = Path(out_dir)
+    df = _narrow(df)
     groups = transfer_groups(df)
     if not groups:
         return []
@@ -120,7 +128,7 @@ def transfer_section(df: pd.DataFrame, out_dir: Union[str, Path], stem: str, sui
     for attack, variant, eps in groups:
         cells = transfer_cells(df, variant, eps)
         families = scale_families(set(cells.target) | set(cells.source))
-        file_stem = f'{stem}_transfer_{_transfer_stem(df, attack, variant, eps)}'
+        file_stem = f'{stem}_transfer_{_transfer_stem(df, attack, variant, eps, groups)}'
         csv_path = out_dir / f'{file_stem}.csv'
         ordered = cells.assign(_r=cells.target.map({t: i for i, t in enumerate(order_ids(cells.target, families))}),
                                _c=cells.source.map({s: i for i, s in enumerate(order_ids(cells.source, families))}))
@@ -130,10 +138,10 @@ def transfer_section(df: pd.DataFrame, out_dir: Union[str, Path], stem: str, sui
         written['downloads'].setdefault(key, []).append((f'{variant}, ε={eps:g}: cells (CSV)', csv_path.name))
         parts += [f'#### {md_escape(variant)}, ε = {eps:g}', '']
         for value, label in TRANSFER_VALUES.items():
-            matrix = transfer_matrix(df, variant, eps, value, families)
+            matrix = transfer_matrix(df, variant, eps, value, families, cells=cells)
             written['tables'][(*key, 'transfer', variant, eps, value)] = matrix
             parts += [f'{label} (%):', '', transfer_markdown(matrix, families), '']
-        figures = plot_transfer(transfer_matrix(df, variant, eps, 'iou_ratio', families),
+        figures = plot_transfer(written['tables'][(*key, 'transfer', variant, eps, 'iou_ratio')],
                                 out_dir / f'{file_stem}.png', f'{suite}: {variant}, ε={eps:g}', families)
         written['figures'] += figures
         written['downloads'][key] += [(f'{variant}, ε={eps:g}: heatmap ({f.suffix[1:].upper()})', f.name)

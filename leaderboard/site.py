@@ -40,7 +40,7 @@ from . import stats
 from .data import natural_key, summary_cells, variant_order, white_box
 from .tables import (RANKING_RULE, TRANSFER_VALUES, UNRELIABLE, WHITE_BOX_MARK, id_label, robust_miou,
                      scale_of_id, scale_families, scale_table, suite_epsilon, summary_table,
-                     targeted_table, transfer_groups, transfer_matrix)
+                     targeted_table, transfer_cells, transfer_groups, transfer_matrix)
 
 logger = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parent / 'templates'
@@ -250,50 +250,63 @@ class Board:
         return f'suites/{slug(self.stem)}.html'
 
 
+def _eps_key(e) -> float:
+    return round(float(e), 9)
+
+
 def _table(board: Board, model_pages: Dict[str, str]) -> dict:
     """The sortable, filterable ranking of a board: column specs and rows (values with CIs)."""
     df = summary_cells(board.cells)
     attacked = df[df.attack != CLEAN]
     variants = variant_order(attacked)
-    grids = {v: sorted(set(float(e) for e in attacked[attacked.variant == v].epsilon)) for v in variants}
+    cells: Dict[tuple, dict] = {}
+    clean: Dict[str, dict] = {}
+    grids: Dict[str, set] = {v: set() for v in variants}
+    for r in df.to_dict('records'):
+        if r['attack'] == CLEAN:
+            clean.setdefault(r['model'], r)
+        else:
+            cells[r['model'], r['variant'], _eps_key(r['epsilon'])] = r
+            grids[r['variant']].add(_eps_key(r['epsilon']))
+    grids = {v: sorted(g) for v, g in grids.items()}
     all_eps = sorted({e for g in grids.values() for e in g})
     default_eps = (board.reference_epsilon if any(math.isclose(e, board.reference_epsilon) for e in all_eps)
                    else (all_eps[-1] if all_eps else None))
     robust_col = [c for c in board.summary.columns if str(c).startswith('robust mIoU')]
-    info = df.drop_duplicates('model').set_index('model')
+    by_model = {m: g for m, g in df.groupby('model', sort=False)} if robust_col else {}
+    info = {r['model']: r for r in df.drop_duplicates('model').to_dict('records')}
     rows = []
-    for _, s in board.summary.iterrows():
+    for s in board.summary.to_dict('records'):
         model = s['model']
-        g = df[df.model == model]
-        clean = g[g.attack == CLEAN]
-        c = clean.iloc[0] if len(clean) else None
-        robust = robust_miou(g, board.robust_epsilon) if robust_col else None
+        c = clean.get(model)
+        robust = robust_miou(by_model[model], board.robust_epsilon) if robust_col else None
         ratios, means, variant_samples = {}, {}, []
         for v in variants:
-            gv = g[g.variant == v]
+            own = [cells[model, v, e] for e in grids[v] if (model, v, e) in cells]
             for e in all_eps:
-                cell = gv[np.isclose(gv.epsilon, e)]
-                ratios[v, e] = (_value(cell.iloc[0].iou_ratio, low=cell.iloc[0].iou_ratio_ci_low,
-                                       high=cell.iloc[0].iou_ratio_ci_high) if len(cell) else Value())
-            samples = _mean_samples(list(gv['_ratio_samples'])) if len(gv) == len(grids[v]) else None
+                cell = cells.get((model, v, e))
+                ratios[v, e] = (_value(cell['iou_ratio'], low=cell['iou_ratio_ci_low'],
+                                       high=cell['iou_ratio_ci_high']) if cell else Value())
+            samples = _mean_samples([x['_ratio_samples'] for x in own]) if len(own) == len(grids[v]) else None
             variant_samples.append(samples)
-            means[v] = _value(gv.iou_ratio.mean() if len(gv) else math.nan, samples)
-        overall = _mean_samples(variant_samples) if all(s is not None for s in variant_samples) else None
+            means[v] = _value(float(np.mean([x['iou_ratio'] for x in own])) if own else math.nan, samples)
+        overall = _mean_samples(variant_samples) if all(x is not None for x in variant_samples) else None
         warnings = board.flags.get(model, [])
         reasons = [f for f in str(s['flags']).split('; ') if f and not f.startswith(UNRELIABLE)]
-        meta = info.loc[model] if model in info.index else None
-        params = meta.parameters if meta is not None else math.nan
+        meta = info.get(model)
+        params = meta['parameters'] if meta is not None else math.nan
         rows.append({
             'rank': s['rank'], 'model': model, 'href': model_pages.get(model),
-            'architecture': '' if meta is None else meta.architecture,
-            'backbone': '' if meta is None else meta.backbone,
+            'architecture': '' if meta is None else meta['architecture'],
+            'backbone': '' if meta is None else meta['backbone'],
             'parameters': params, 'parameters_text': '–' if _is_nan(params) else f'{params / 1e6:.2f} M',
-            'clean': (_value(c.miou, low=c.miou_ci_low, high=c.miou_ci_high) if c is not None else Value()),
+            'clean': (_value(c['miou'], low=c['miou_ci_low'], high=c['miou_ci_high']) if c is not None else Value()),
             'robust': Value(*robust[:3]) if robust is not None else None,
             'ratios': ratios, 'means': means,
             'mean': _value(s['mean IoU ratio'], overall),
             'reasons': reasons, 'warnings': warnings,
-            'search': ' '.join([model, '' if meta is None else f'{meta.architecture} {meta.backbone} {meta.family}',
+            'search': ' '.join([model, '' if meta is None else
+                                f'{meta["architecture"]} {meta["backbone"]} {meta["family"]}',
                                 s['flags']]).lower(),
         })
     return {'id': f'table-{slug(board.stem)}', 'variants': variants, 'grids': grids, 'epsilons': all_eps,
@@ -308,70 +321,66 @@ def _suite_charts(board: Board) -> List[dict]:
     families = dict(zip(df.model, df.family))
     models = sorted(df.model.unique(), key=lambda m: (natural_key(families[m]), natural_key(m)))
     styles = _styles(models, families)
+    points: Dict[tuple, list] = {}
+    for r in attacked[['variant', 'model', 'epsilon', 'iou_ratio', 'iou_ratio_ci_low',
+                       'iou_ratio_ci_high']].itertuples(index=False):
+        points.setdefault((r.variant, r.model), []).append(tuple(r[2:]))
     charts = []
     for v in variant_order(attacked):
-        gv = attacked[attacked.variant == v]
-        if gv.epsilon.nunique() < 2:
+        if len({p[0] for m in models for p in points.get((v, m), [])}) < 2:
             continue
-        series = []
-        for m in models:
-            gm = gv[gv.model == m].sort_values('epsilon')
-            if len(gm):
-                series.append({'model': m, 'label': m, **styles[m],
-                               'points': list(zip(gm.epsilon, gm.iou_ratio, gm.iou_ratio_ci_low,
-                                                  gm.iou_ratio_ci_high))})
+        series = [{'model': m, 'label': m, **styles[m], 'points': sorted(points[v, m])}
+                  for m in models if (v, m) in points]
         chart = line_chart(series, v)
         if chart:
             charts.append(chart)
     return charts
 
 
-def _model_section(board: Board, model: str) -> dict:
-    """Everything the model page shows about one board: cells with CI and provenance, charts,
-    per-class IoU, flags."""
-    g = board.cells[board.cells.model == model]
+def _model_section(board: Board, model: str, g: pd.DataFrame) -> dict:
+    """Everything the model page shows about one board (``g``: the model's cells of it): cells
+    with CI and provenance, charts, per-class IoU, flags."""
     order = {v: i for i, v in enumerate(['clean'] + variant_order(g[g.attack != CLEAN]))}
-    g = g.assign(_o=g.variant.map(order), _s=g.source_model.fillna('').map(natural_key))
-    g = g.sort_values(['_o', 'epsilon', '_s'], kind='stable')
+    records = sorted(g.to_dict('records'), key=lambda r: (
+        order[r['variant']], r['epsilon'], natural_key(r['source_model'] if isinstance(r['source_model'], str) else '')))
     cells = []
-    for _, r in g.iterrows():
-        gen = r.generation_gradient_passes
+    for r in records:
+        gen = r['generation_gradient_passes']
+        source = r['source_model'] if isinstance(r['source_model'], str) else None
         cells.append({
-            'variant': r.variant, 'epsilon': '–' if r.attack == CLEAN else f'{r.epsilon:g}',
-            'source': r.source_model if isinstance(r.source_model, str) else '(white-box)' if r.attack != CLEAN else '',
-            'images': int(r.num_images),
-            'miou': _value(r.miou, low=r.miou_ci_low, high=r.miou_ci_high),
-            'ratio': _value(r.iou_ratio, low=r.iou_ratio_ci_low, high=r.iou_ratio_ci_high),
-            'pixel_accuracy': pct(r.pixel_accuracy),
-            'success': pct(r.targeted_success_rate), 'hidden': pct(r.class_pixels_hidden),
-            'preserved': pct(r.background_preserved),
-            'passes': str(int(r.gradient_passes)) + ('' if _is_nan(gen) else f' + {int(gen)} (generation)'),
-            'wall': f'{r.wall_time_s:.2f}', 'commit': r.commit or '–',
-            'dirty': bool(r.git_dirty) if r.git_dirty is not None else False,
-            'config_hash': r.config_hash or '–', 'checkpoint': r.checkpoint_sha256 or '–',
-            'seed': '–' if r.seed is None or _is_nan(r.seed) else str(int(r.seed)),
-            'created': r.created, 'record': r.record_path, 'cell_id': r.cell_id,
+            'variant': r['variant'], 'epsilon': '–' if r['attack'] == CLEAN else f'{r["epsilon"]:g}',
+            'source': source or ('(white-box)' if r['attack'] != CLEAN else ''),
+            'images': int(r['num_images']),
+            'miou': _value(r['miou'], low=r['miou_ci_low'], high=r['miou_ci_high']),
+            'ratio': _value(r['iou_ratio'], low=r['iou_ratio_ci_low'], high=r['iou_ratio_ci_high']),
+            'pixel_accuracy': pct(r['pixel_accuracy']),
+            'success': pct(r['targeted_success_rate']), 'hidden': pct(r['class_pixels_hidden']),
+            'preserved': pct(r['background_preserved']),
+            'passes': str(int(r['gradient_passes'])) + ('' if _is_nan(gen) else f' + {int(gen)} (generation)'),
+            'wall': f'{r["wall_time_s"]:.2f}', 'commit': r['commit'] or '–',
+            'dirty': bool(r['git_dirty']) if r['git_dirty'] is not None and not _is_nan(r['git_dirty']) else False,
+            'config_hash': r['config_hash'] or '–', 'checkpoint': r['checkpoint_sha256'] or '–',
+            'seed': '–' if r['seed'] is None or _is_nan(r['seed']) else str(int(r['seed'])),
+            'created': r['created'], 'record': r['record_path'], 'cell_id': r['cell_id'],
         })
     targeted = bool(g.has_target_map.any())
-    # charts: this model's IoU ratio against ε per variant, with 95 % intervals
-    wb = white_box(g)
-    attacked = wb[wb.attack != CLEAN]
+    # chart: this model's IoU ratio against ε per variant (white-box), with 95 % intervals
     colors = [_hex(c) for c in _tab10()]
     series = []
-    for k, v in enumerate(variant_order(attacked)):
-        gv = attacked[attacked.variant == v].sort_values('epsilon')
-        if gv.epsilon.nunique() > 1:
+    white = [r for r in records if r['attack'] != CLEAN and not isinstance(r['source_model'], str)]
+    for k, v in enumerate(variant_order(g[g.attack != CLEAN])):
+        pts = [(r['epsilon'], r['iou_ratio'], r['iou_ratio_ci_low'], r['iou_ratio_ci_high'])
+               for r in white if r['variant'] == v]
+        if len({p[0] for p in pts}) > 1:
             series.append({'model': f'{model}::{v}', 'label': v, 'color': colors[k % 10], 'dash': '',
-                           'points': list(zip(gv.epsilon, gv.iou_ratio, gv.iou_ratio_ci_low,
-                                              gv.iou_ratio_ci_high))})
+                           'points': sorted(pts)})
     chart = line_chart(series, f'{model}: IoU ratio against ε', width=560, height=320, whiskers=True) \
         if series else {}
-    # per-class IoU of every cell
-    names = list(g.class_names.iloc[0]) if len(g) else []
-    per_class = [{'label': f'{r.variant}' + ('' if r.attack == CLEAN else f' ε={r.epsilon:g}')
-                  + (f' from {r.source_model}' if isinstance(r.source_model, str) else ''),
-                  'values': [pct(v) if v is not None else '–' for v in r.per_class_iou]}
-                 for _, r in g.iterrows()]
+    names = list(records[0]['class_names']) if records else []
+    per_class = [{'label': f'{r["variant"]}' + ('' if r['attack'] == CLEAN else f' ε={r["epsilon"]:g}')
+                  + (f' from {r["source_model"]}' if isinstance(r['source_model'], str) else ''),
+                  'values': [pct(v) if v is not None else '–' for v in r['per_class_iou']]}
+                 for r in records]
     return {'board': board, 'cells': cells, 'targeted': targeted, 'chart': chart,
             'class_names': names, 'per_class': per_class, 'flags': board.flags.get(model, []),
             'rank': _rank_of(board, model)}
@@ -420,7 +429,8 @@ def _transfer_blocks(board: Board, model_pages: Dict[str, str]) -> List[dict]:
     df = board.cells
     blocks = []
     for attack, variant, eps in transfer_groups(df):
-        mats = {value: transfer_matrix(df, variant, eps, value) for value in TRANSFER_VALUES}
+        cells = transfer_cells(df, variant, eps)
+        mats = {value: transfer_matrix(df, variant, eps, value, cells=cells) for value in TRANSFER_VALUES}
         ids = set(mats['iou_ratio'].index) | set(mats['iou_ratio'].columns)
         families = scale_families(ids)
         blocks.append({'title': f'{variant}, ε = {eps:g}', 'anchor': f'{slug(board.stem)}-{slug(variant)}-{eps:g}',
@@ -503,10 +513,11 @@ def _environment():
 
 def build_boards(df: pd.DataFrame, reference_epsilon: float, stems: Dict[Tuple[str, str], str],
                  downloads: Dict[Tuple[str, str], List[Tuple[str, str]]],
-                 summaries: Optional[Dict[Tuple[str, str], pd.DataFrame]] = None) -> List[Board]:
+                 summaries: Optional[Dict[Tuple[str, str], pd.DataFrame]] = None,
+                 common_options: Optional[Dict[str, List[str]]] = None) -> List[Board]:
     """One :class:`Board` per suite and dataset of ``df``."""
     boards = []
-    common = df.attrs.get('common_options', {})
+    common = df.attrs.get('common_options', {}) if common_options is None else common_options
     for suite, sdf in df.groupby('suite', sort=True):
         fit_keys = set(sdf[sdf.attack.isin(['universal', 'gap'])].dataset) if sdf.dataset.nunique() > 1 else set()
         for dataset, ddf in sdf.groupby('dataset', sort=True):
@@ -550,7 +561,10 @@ def render_site(df: pd.DataFrame, site_dir: Union[str, Path], *, results_label: 
     """
     site = Path(site_dir)
     env = _environment()
-    boards = build_boards(df, reference_epsilon, stems or {}, downloads or {}, summaries)
+    common_options = df.attrs.get('common_options', {})
+    df = df.copy(deep=False)
+    df.attrs = {}                 # pandas deep-copies attributes at every operation: none here
+    boards = build_boards(df, reference_epsilon, stems or {}, downloads or {}, summaries, common_options)
     models = sorted(df.model.unique(), key=natural_key)
     model_pages = {m: f'models/{slug(m)}.html' for m in models}
     df = df.assign(record_path=df.path.map(lambda p: Path(p).relative_to(Path(p).parents[2]).as_posix()))
@@ -584,15 +598,17 @@ def render_site(df: pd.DataFrame, site_dir: Union[str, Path], *, results_label: 
     page('index.html.j2', 'index.html', title='Leaderboard', boards=boards, tables=tables,
          citation=citation, kinds=flag_checks.KINDS, model_pages=model_pages)
     for b in boards:
+        targeted = targeted_table(b.cells)
         page('suite.html.j2', b.page, title=b.title, board=b, table=tables[b.stem],
-             charts=_suite_charts(b), targeted=frame(targeted_table(b.cells), percent=(
+             charts=_suite_charts(b), targeted=frame(targeted, percent=(
                  'success rate', 'class pixels hidden', 'background preserved', 'fooling rate', 'mIoU'))
-             if not targeted_table(b.cells).empty else None,
+             if not targeted.empty else None,
              queries=_queries(b), model_pages=model_pages,
              transfer_anchor=f'transfer.html#{b.anchor}' if any(tb is b for tb, _ in transfer) else None)
     index = []
+    per_board = [(b, {m: g for m, g in b.cells.groupby('model', sort=False)}) for b in boards]
     for m in models:
-        sections = [_model_section(b, m) for b in boards if (b.cells.model == m).any()]
+        sections = [_model_section(b, m, groups[m]) for b, groups in per_board if m in groups]
         meta = df[df.model == m].iloc[0]
         params = meta.parameters
         index.append({'model': m, 'href': model_pages[m], 'architecture': meta.architecture,

@@ -341,13 +341,14 @@ def transfer_cells(df: pd.DataFrame, variant: str, epsilon: float) -> pd.DataFra
 
 
 def transfer_matrix(df: pd.DataFrame, variant: str, epsilon: float, value: str = 'iou_ratio',
-                    families: Optional[List[str]] = None) -> pd.DataFrame:
+                    families: Optional[List[str]] = None, cells: Optional[pd.DataFrame] = None) -> pd.DataFrame:
     """Rows = targets, columns = sources, cells = ``value`` (a fraction; NaN where not run).
 
     The white-box cell of a target that is also a source sits at ``(target, target)``. Rows and
     columns follow :func:`order_ids` (with ``families`` from every id of the matrix by default).
+    ``cells``: :func:`transfer_cells` of the configuration, when already computed.
     """
-    cells = transfer_cells(df, variant, epsilon)
+    cells = transfer_cells(df, variant, epsilon) if cells is None else cells
     if families is None:
         families = scale_families(set(cells.target) | set(cells.source))
     matrix = cells.pivot(index='target', columns='source', values=value)

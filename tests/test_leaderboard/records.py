@@ -52,3 +52,31 @@ def put(store: ResultStore, model: str, attack: str, eps: float, per_image: np.n
                          num_images=len(per_image), attack_stats=st, provenance=prov)
     arrays = {'vs_ground_truth': per_image, 'vs_clean': clean, 'vs_target': vs_target}
     return store.write(record, per_image=arrays if write_per_image else None)
+
+
+def build_results(root, third: bool = False):
+    """Suite ``s``: models alpha (stronger clean, flagged: its transfer source beats the white-box
+    attack) and beta; FGSM at ε 4 and 8, PGD with 20 and 100 steps at 8, a transfer cell. Suite
+    ``t``: one model, one cell. ``third`` adds gamma_psp (a PSPNet, the weakest) to suite ``s``."""
+    store = ResultStore(root)
+    clean = images(30, 30, 29, 30)
+    for model, weak, strong in (('alpha', 20, 10), ('beta', 15, 6)):
+        put(store, model, 'clean', 0, clean, provenance={'model_info': {
+            'architecture': 'FCN', 'backbone': 'ResNet-18', 'parameters': 1234567}})
+        put(store, model, 'fgsm', 4, images(*[weak] * 4))
+        put(store, model, 'fgsm', 8, images(*[strong] * 4))
+        for steps, c in ((100, strong - 4), (20, strong - 2)):
+            put(store, model, 'pgd', 8, images(*[c] * 4), spec={'type': 'pgd', 'num_steps': steps},
+                params={'num_steps': steps})
+    if third:
+        put(store, 'gamma_psp', 'clean', 0, clean, provenance={'model_info': {
+            'architecture': 'PSPNet', 'backbone': 'ResNet-18', 'parameters': 800000}})
+        put(store, 'gamma_psp', 'fgsm', 4, images(*[8] * 4))
+        put(store, 'gamma_psp', 'fgsm', 8, images(*[3] * 4))
+        for steps in (100, 20):
+            put(store, 'gamma_psp', 'pgd', 8, images(*[1] * 4), spec={'type': 'pgd', 'num_steps': steps},
+                params={'num_steps': steps})
+    put(store, 'alpha', 'fgsm', 8, images(*[2] * 4), source='beta')
+    put(store, 'solo', 'clean', 0, clean, suite='t')
+    put(store, 'solo', 'fgsm', 8, images(*[12] * 4), suite='t')
+    return store
