@@ -13,7 +13,7 @@ A flagged model is marked on every page that lists it and the flag's numbers are
 never hidden and its rank is kept. Checks, per suite, dataset and model:
 
 * ``iterative_weaker`` – an iterative attack is weaker than its single-step version at the same ε
-  (Iterative FGSM vs FGSM, Iterative FGSM II vs FGSM II; PGD, MI-FGSM, SegPGD, CosPGD vs FGSM);
+  (Iterative FGSM vs FGSM, Iterative FGSM II vs FGSM II; PGD, MI-FGSM, SegPGD, CosPGD, APGD vs FGSM);
 * ``transfer_stronger`` – examples transferred from another source hurt the model more than the
   white-box attack of the same configuration and ε on the model itself;
 * ``black_box_stronger`` – a black-box (query) attack hurts it more than the strongest white-box
@@ -60,7 +60,7 @@ ZERO_GRADIENT_FRACTION = 0.5
 CONFIDENCE_LIMIT = 0.99
 #: Iterative attack → its single-step version.
 SINGLE_STEP_OF = {'ifgsm': 'fgsm', 'ifgsm_ll': 'fgsm_ll', 'pgd': 'fgsm', 'mifgsm': 'fgsm',
-                  'segpgd': 'fgsm', 'cospgd': 'fgsm'}
+                  'segpgd': 'fgsm', 'cospgd': 'fgsm', 'apgd': 'fgsm'}
 #: The columns the checks read.
 _COLUMNS = ('model', 'attack', 'variant', 'epsilon', 'source_model', 'iou_ratio', 'num_images', '_ratio_samples',
             'targeted_success_rate', '_success_samples',

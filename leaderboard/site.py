@@ -235,6 +235,7 @@ class Board:
     reference_epsilon: float
     downloads: List[Tuple[str, str]]          # (label, href relative to the site root)
     role: str = ''
+    has_transfer: bool = False
 
     @property
     def title(self) -> str:
@@ -578,6 +579,8 @@ def render_site(df: pd.DataFrame, site_dir: Union[str, Path], *, results_label: 
         .replace('{{year}}', '{' + (created[-1][:4] if created else '') + '}')
     transfer = [(b, _transfer_blocks(b, model_pages)) for b in boards]
     transfer = [(b, blocks) for b, blocks in transfer if blocks]
+    for b, _ in transfer:
+        b.has_transfer = True
     scales = [s for s in (_scale_block(b, model_pages) for b in boards) if s]
     common = {'results_label': results_label, 'command': REGENERATE, 'n_records': len(df),
               'n_refused': len({p.file for p in refused}), 'has_transfer': bool(transfer),
