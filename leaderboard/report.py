@@ -47,20 +47,24 @@ from common.errors import ResultsError
 
 from . import flags as flag_checks
 from .data import (ATTACK_LABELS, CHANCE_FACTOR, MAX_LOGGED_REFUSALS, REFERENCE_EPSILON,  # noqa: F401
-                   attack_label, check_results, csv_frame, fmt_pct, load_results, majority_class_miou,
-                   natural_key, variant_label, variant_order, white_box)
+                   attack_label, attack_order, check_results, csv_frame, fmt_pct, load_results,
+                   majority_class_miou, natural_key, summary_cells, variant_label, variant_order, white_box)
 from .figures import (model_styles, plot_iou_ratio, plot_single_epsilon, plot_targeted,  # noqa: F401
-                      plot_text, plot_transfer)
+                      plot_text, plot_transfer, save_figure)
 from .tables import (RANKING_RULE, TARGETED_COLUMNS, TRANSFER_NOTE, TRANSFER_VALUES, UNRELIABLE,  # noqa: F401
                      WHITE_BOX_MARK, _matrix_markdown, id_label, markdown_table, md_escape, order_ids,
                      robust_miou, scale_families, scale_of_id, scale_table, summary_table, targeted_table,
                      transfer_cells, transfer_groups, transfer_markdown, transfer_matrix)
 
-#: Names kept for callers of the single-module report.
+#: Names kept for callers of the single-module report (plot_iou_ratio and plot_targeted now
+#: return the PNG and SVG paths).
 _model_styles = model_styles
 _fmt = fmt_pct
 _plot_text = plot_text
 _variant_order = variant_order
+_attack_order = attack_order
+_summary_cells = summary_cells
+_save_figure_as = save_figure
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = 'manifest.json'

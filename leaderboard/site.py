@@ -39,7 +39,7 @@ from . import flags as flag_checks
 from . import stats
 from .data import natural_key, summary_cells, variant_order, white_box
 from .tables import (RANKING_RULE, TRANSFER_VALUES, UNRELIABLE, WHITE_BOX_MARK, id_label, robust_miou,
-                     scale_of_id, scale_families, scale_table, suite_epsilon, summary_table,
+                     scale_families, scale_table, suite_epsilon, summary_table,
                      targeted_table, transfer_cells, transfer_groups, transfer_matrix)
 
 logger = logging.getLogger(__name__)
@@ -118,13 +118,12 @@ def _value(v, samples=None, low=None, high=None) -> Value:
 
 
 def _mean_samples(samples: Sequence) -> Optional[np.ndarray]:
-    """Per-resample mean of several cells' samples (all paired), None when one is missing."""
+    """Per-resample mean of several cells' bootstrap samples (paired: the same resampled images),
+    the bootstrap distribution of their mean; None when one is missing or the lengths differ."""
     arrays = [s for s in samples if isinstance(s, np.ndarray)]
     if not samples or len(arrays) != len(samples) or len({len(a) for a in arrays}) != 1:
         return None
-    with np.errstate(invalid='ignore'):
-        return np.nanmean(np.stack(arrays), axis=0) if not np.isnan(np.stack(arrays)).all(axis=0).any() \
-            else np.mean(np.stack(arrays), axis=0)
+    return np.mean(np.stack(arrays), axis=0)
 
 
 def frame(table: pd.DataFrame, percent: Sequence[str] = ()) -> dict:

@@ -50,10 +50,6 @@ def broken_links(site: Path) -> List[str]:
     return problems
 
 
-def internal_pages(site: Path) -> Set[Path]:
-    return {p.resolve() for p in site.rglob('*.html')}
-
-
 def no_network(site: Path) -> List[str]:
     """Pages, style sheet and script never name an http(s) resource to load."""
     problems = []
