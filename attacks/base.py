@@ -338,7 +338,9 @@ def pixel_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
 
 def least_likely(logits: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Per-pixel least-likely class ``(N, H, W)``; 255 where ``labels`` is 255 (no loss there)."""
-    return Attack._mask_ignored(logits.argmin(dim=1), labels)
+    # min(...).indices: the same first-minimum index as argmin, several times faster over the
+    # channel dimension on CPU
+    return Attack._mask_ignored(logits.min(dim=1).indices, labels)
 
 
 def project(x_adv: torch.Tensor, x: torch.Tensor, epsilon: float,
@@ -459,7 +461,7 @@ class Attack:
         images = self.check_images(images)
         if labels is None:
             with torch.no_grad():
-                labels = model(images).argmax(dim=1)
+                labels = model(images).max(dim=1).indices   # argmax's index, faster on CPU
         labels = self.check_map(labels, images, 'labels')
         if target is not None:
             if not (self.targeted or self.accepts_target):

@@ -537,18 +537,18 @@ class Runner:
         x = batch.images.to(self.device).detach().requires_grad_(True)
         with torch.enable_grad():
             logits = model(x)
-            grad, = torch.autograd.grad(pixel_cross_entropy(logits, logits.detach().argmax(1)), x)
+            grad, = torch.autograd.grad(pixel_cross_entropy(logits, logits.detach().max(1).indices), x)
         zero = (grad == 0).flatten(1).double().mean(1).cpu().numpy()
         del grad, x
         logits = logits.detach()
         with torch.no_grad():
-            pred = logits.argmax(1).cpu().numpy()
+            pred = logits.max(1).indices.cpu().numpy()   # argmax's index, faster on CPU
             # confidence of the clean prediction (Arnab et al. 2018, Sec. 7.1: mean top-class
             # probability and entropy in nats, per image averaged over pixels)
             logp = torch.log_softmax(torch.Tensor.double(logits), dim=1)
             top = logp.max(1).values.exp().mean((1, 2)).cpu().numpy()
             entropy = (-(logp.exp() * logp).sum(1)).mean((1, 2)).cpu().numpy()
-            least = logits.argmin(1).cpu().numpy().astype(dtype)
+            least = logits.min(1).indices.cpu().numpy().astype(dtype)
         conf = metrics.batch_confusion_matrices(batch.labels.numpy(), pred, num_classes)
         for i, p in enumerate(batch.positions):
             clean.pred[p] = pred[i].astype(dtype)

@@ -417,7 +417,9 @@ def _hand_made_record(env, model_name):
     folder = env.results / SUITE_NAME / model_name
     folder.mkdir(parents=True)
     for path in env.model_dir().glob('*'):
-        if path.suffix == '.json':
+        if path.is_dir():                      # panels/: the qualitative panels' images
+            shutil.copytree(path, folder / path.name)
+        elif path.suffix == '.json':
             record = json.loads(path.read_text())
             record['key']['model'] = model_name
             (folder / path.name).write_text(json.dumps(record))
