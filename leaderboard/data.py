@@ -321,6 +321,8 @@ def load_results(results_dir: Union[str, Path], zoo_metafile: Optional[Union[str
             'input_gradient_zero_fraction_max': (gradient or {}).get('zero_fraction_max', np.nan),
             'input_gradient_all_finite': None if gradient is None else bool(gradient.get('all_finite', True)),
             'path': str(path),
+            # the qualitative panel's images (a few fixed images), relative to the results root
+            'panel': (prov.get('panel') or {}).get('path'),
             'chance_miou': majority_class_miou(gt),
             'random_weights': bool(prov.get('random_weights', False)),
             'per_class_iou': list(rec['metrics']['per_class_iou']),
@@ -363,7 +365,7 @@ def load_results(results_dir: Union[str, Path], zoo_metafile: Optional[Union[str
 def csv_frame(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` without the array and internal columns (what a CSV holds: fractions, one cell per row)."""
     drop = [c for c in df.columns if c.startswith('_') or c in ARRAY_COLUMNS
-            or c in ('path', 'chance_miou', 'random_weights', 'attack_display_name')]
+            or c in ('path', 'panel', 'chance_miou', 'random_weights', 'attack_display_name')]
     return df.drop(columns=drop)
 
 

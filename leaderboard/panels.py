@@ -103,7 +103,7 @@ def render_panel(path: Union[str, Path], out: Union[str, Path], class_names: Seq
     written = []
     for fmt in formats:
         target_path = out.with_suffix('.' + fmt)
-        fig.savefig(target_path, dpi=110)
+        fig.savefig(target_path, dpi=72)
         written.append(target_path)
     plt.close(fig)
     return written

@@ -38,6 +38,7 @@ from common.atomic import atomic_write_bytes
 from . import flags as flag_checks
 from . import stats
 from .data import natural_key, summary_cells, variant_order, white_box
+from .panels import render_panel
 from .tables import (RANKING_RULE, TRANSFER_VALUES, UNRELIABLE, WHITE_BOX_MARK, id_label, robust_miou,
                      scale_families, scale_table, suite_epsilon, summary_table,
                      targeted_table, transfer_cells, transfer_groups, transfer_matrix)
@@ -381,9 +382,15 @@ def _model_section(board: Board, model: str, g: pd.DataFrame) -> dict:
                   + (f' from {r["source_model"]}' if isinstance(r['source_model'], str) else ''),
                   'values': [pct(v) if v is not None else '–' for v in r['per_class_iou']]}
                  for r in records]
+    panels = [{'cell_id': r['cell_id'], 'file': Path(r['path']).parents[2] / r['panel'],
+               'label': f'{r["variant"]} ε={r["epsilon"]:g}'
+               + (f' from {r["source_model"]}' if isinstance(r['source_model'], str) else ''),
+               'class_names': list(r['class_names'])}
+              for r in records if isinstance(r.get('panel'), str) and r['panel']
+              and (Path(r['path']).parents[2] / r['panel']).is_file()]
     return {'board': board, 'cells': cells, 'targeted': targeted, 'chart': chart,
             'class_names': names, 'per_class': per_class, 'flags': board.flags.get(model, []),
-            'rank': _rank_of(board, model)}
+            'rank': _rank_of(board, model), 'panels': panels}
 
 
 def _rank_of(board: Board, model: str) -> str:
@@ -611,6 +618,12 @@ def render_site(df: pd.DataFrame, site_dir: Union[str, Path], *, results_label: 
     per_board = [(b, {m: g for m, g in b.cells.groupby('model', sort=False)}) for b in boards]
     for m in models:
         sections = [_model_section(b, m, groups[m]) for b, groups in per_board if m in groups]
+        for section in sections:       # qualitative panels (Fischer et al. Fig. 1), drawn once
+            for panel in section['panels']:
+                out = site / 'panels' / f'{slug(m)}-{panel["cell_id"]}.png'
+                written.extend(render_panel(panel['file'], out, panel['class_names'],
+                                            title=f'{m}: {panel["label"]}'))
+                panel['href'] = out.relative_to(site).as_posix()
         meta = df[df.model == m].iloc[0]
         params = meta.parameters
         index.append({'model': m, 'href': model_pages[m], 'architecture': meta.architecture,
