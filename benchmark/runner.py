@@ -220,6 +220,7 @@ class Runner:
         self._generated: set = set()
         self._generation_cache: Dict[str, Dict[str, dict]] = {}
         self._loaders: Dict[Tuple[str, bool], Any] = {}
+        self._model_infos: Dict[str, dict] = {}
         self._num_classes: Optional[int] = None
 
     # -- plan ------------------------------------------------------------------------------------
@@ -322,6 +323,29 @@ class Runner:
             stored.append(CellOutcome(key, self.store.record_path(key), 'stored',
                                       record['metrics']['miou']))
         return stored, pending
+
+    def _model_info(self, entry) -> dict:
+        """Architecture, backbone (the zoo's description, else the config's module types) and
+        parameters at inference of a suite model, for the report (once per model and run)."""
+        if entry.name not in self._model_infos:
+            from model_zoo.zoo import count_parameters
+            arch, backbone = getattr(entry, 'architecture', ''), getattr(entry, 'backbone', '')
+            if not arch or not backbone:
+                try:
+                    from model_zoo.builder import load_config
+                    cfg = load_config(entry.config).model
+                    head, bb = cfg.get('decode_head') or {}, cfg.get('backbone') or {}
+                    head = head[-1] if isinstance(head, (list, tuple)) else head
+                    arch = arch or str(head.get('type', cfg.get('type', '')))
+                    backbone = backbone or ' '.join(str(x) for x in (bb.get('type', ''), bb.get('depth', ''))
+                                                    if x != '')
+                except Exception:  # noqa: BLE001 - descriptive only; the config was checked before
+                    pass
+            model = self._model(entry.name)[0]
+            params = count_parameters(getattr(model, 'segmentor', model))
+            self._model_infos[entry.name] = {'architecture': arch, 'backbone': backbone,
+                                             'parameters': int(params)}
+        return self._model_infos[entry.name]
 
     # -- checks before any work ---------------------------------------------------------------------
     def _check_models(self, entries) -> None:
@@ -1101,6 +1125,7 @@ class Runner:
                       'created': now_iso(), 'device': str(self.device), 'hostname': hostname(),
                       # iterative cells can differ in the last bits between thread counts
                       'torch_threads': torch.get_num_threads()}
+        provenance['model_info'] = self._model_info(entries[0])
         if any(getattr(e, 'random_weights', False) for e in entries):
             provenance['random_weights'] = True   # asked for explicitly; the report flags it
         if not target.is_plain:

@@ -207,6 +207,10 @@ def test_arnab_grid_costs_80_gradient_passes_per_image_and_matches_attacks_run_a
     assert 0 <= clean['attack_stats']['input_gradient']['zero_fraction_mean'] < 1
     fgsm = next(r for r in shared.values() if r['key']['attack'] == 'fgsm')
     assert fgsm['provenance']['attack_display_name'] == 'FGSM'
+    # a user model (no zoo description): the config's module types and the parameters at inference
+    assert fgsm['provenance']['model_info']['architecture'] == 'FCNHead'
+    assert fgsm['provenance']['model_info']['backbone'] == 'ResNetV1c 18'
+    assert fgsm['provenance']['model_info']['parameters'] > 0
 
 
 def test_panels_keep_the_fixed_images_of_one_epsilon_per_entry(suite, tmp_path):
