@@ -620,9 +620,9 @@ def render_site(df: pd.DataFrame, site_dir: Union[str, Path], *, results_label: 
         sections = [_model_section(b, m, groups[m]) for b, groups in per_board if m in groups]
         for section in sections:       # qualitative panels (Fischer et al. Fig. 1), drawn once
             for panel in section['panels']:
-                out = site / 'panels' / f'{slug(m)}-{panel["cell_id"]}.png'
+                out = site / 'panels' / f'{slug(m)}-{panel["cell_id"]}.jpg'
                 written.extend(render_panel(panel['file'], out, panel['class_names'],
-                                            title=f'{m}: {panel["label"]}'))
+                                            title=f'{m}: {panel["label"]}', formats=('jpg',)))
                 panel['href'] = out.relative_to(site).as_posix()
         meta = df[df.model == m].iloc[0]
         params = meta.parameters
