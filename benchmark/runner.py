@@ -871,6 +871,8 @@ class Runner:
                 ref, target, _, _ = self._reference_and_target(plan, source, batch.labels, clean_pred)
                 yield FitBatch(batch.images.to(self.device), ref.to(self.device),
                                None if target is None else target.to(self.device))
+        for batch in self._loader(data, shard=False):   # the clean pass first: not the fit's cost
+            self._clean_batch(source, FIT, data, batch)
         torch.manual_seed(self.suite.seed)
         t0 = time.time()
         grad0 = model.gradient_images
